@@ -1,0 +1,6 @@
+//! Sphere EHR domain: event envelopes, commands, aggregates, FHIR rules and SMART scopes.
+//!
+//! Pure logic: no IO, no async runtime, no HTTP. Everything here can be tested with plain
+//! values.
+
+pub mod envelope;

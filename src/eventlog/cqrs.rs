@@ -1,0 +1,1 @@
+//! cqrs-es persistence over any EventLog.

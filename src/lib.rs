@@ -1,0 +1,7 @@
+//! Sphere EHR: the standardized patient and population API of an EHR on an event log.
+//!
+//! This crate is the application: configuration, the event-log adapters, the projection
+//! runner, the HTTP surface and the CLI. Pure rules live in `sphere-domain`; read models in
+//! `sphere-projections`.
+
+pub mod eventlog;
