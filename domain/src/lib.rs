@@ -4,3 +4,5 @@
 //! values.
 
 pub mod envelope;
+pub mod fhir;
+pub mod synthetic;
