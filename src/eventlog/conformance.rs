@@ -1,14 +1,23 @@
 //! The conformance suite every [`EventLog`] implementation must pass.
 //!
 //! Written against the trait only, and safe to run against a shared, non-empty store (a real
-//! KurrentDB): every case uses stream names unique to the run and measures `$all` relative to
-//! the head it saw when it started.
+//! KurrentDB): every case uses stream categories unique to the run and measures `$all`
+//! relative to the head it saw when it started.
+//!
+//! A backend's test file runs every case with one line:
+//! `sphere::conformance_tests!(MyHarness::new());` (the expression is evaluated per case).
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
-use super::EventLog;
+use super::{
+    Direction, EventFilter, EventLog, EventLogError, EventMetadata, ExpectedRevision, NewEvent,
+    Position, RecordedEvent, StreamStart, StreamWrite, SubscriptionMessage,
+};
 
 /// How the suite obtains stores of the implementation under test.
 #[async_trait]
@@ -17,4 +26,701 @@ pub trait Harness: Send + Sync {
     async fn open(&self) -> Arc<dyn EventLog>;
     /// Closes `log` and opens the same store again, as after a process restart.
     async fn reopen(&self, log: Arc<dyn EventLog>) -> Arc<dyn EventLog>;
+}
+
+/// Generates one `#[tokio::test]` per conformance case for a harness expression.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            new_stream_starts_at_revision_zero,
+            expected_revision_modes_are_enforced,
+            concurrent_writers_with_the_same_expected_revision_only_one_wins,
+            multi_event_append_is_atomic,
+            all_is_ordered_by_commit,
+            category_read_returns_only_that_category,
+            streams_read_forwards_and_backwards,
+            missing_stream_reads_empty,
+            retried_append_is_idempotent,
+            event_bytes_and_metadata_round_trip,
+            subscription_from_the_past_continues_live_without_gaps_or_doubles,
+            subscription_filters_by_event_type,
+            multi_stream_commit_is_all_or_nothing,
+            concurrent_multi_stream_commits_respect_each_expected_revision,
+            reopened_store_keeps_everything,
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::eventlog::conformance::$case(&$harness).await;
+            }
+        )*
+    };
+}
+
+/// A category name no other run uses (categories cannot contain `-`).
+fn fresh_category(label: &str) -> String {
+    format!("{label}{}", Uuid::new_v4().simple())
+}
+
+fn event(kind: &str, n: usize) -> NewEvent {
+    NewEvent::new(kind, format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(32)))
+}
+
+fn events(kind: &str, count: usize) -> Vec<NewEvent> {
+    (0..count).map(|n| event(kind, n)).collect()
+}
+
+fn n_of(e: &RecordedEvent) -> u64 {
+    let v: serde_json::Value = e.json().expect("suite events are JSON");
+    v["n"].as_u64().expect("suite events carry n")
+}
+
+async fn all_after(
+    log: &dyn EventLog,
+    after: Option<Position>,
+    filter: &EventFilter,
+) -> Vec<RecordedEvent> {
+    let mut out = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page = log.read_all(cursor, filter, 500).await.expect("read_all");
+        let done = page.len() < 500;
+        cursor = page.last().map(|e| e.position).or(cursor);
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}
+
+pub async fn new_stream_starts_at_revision_zero(h: &dyn Harness) {
+    let log = h.open().await;
+    let stream = format!("{}-1", fresh_category("rev"));
+    assert_eq!(log.stream_revision(&stream).await.unwrap(), None);
+    let first = log
+        .append(&stream, ExpectedRevision::NoStream, events("E", 1))
+        .await
+        .unwrap();
+    assert_eq!(first.next_revision, 0);
+    let second = log
+        .append(&stream, ExpectedRevision::Exact(0), events("E", 2))
+        .await
+        .unwrap();
+    assert_eq!(second.next_revision, 2);
+    assert!(second.position > first.position);
+    assert_eq!(log.stream_revision(&stream).await.unwrap(), Some(2));
+}
+
+pub async fn expected_revision_modes_are_enforced(h: &dyn Harness) {
+    let log = h.open().await;
+    let cat = fresh_category("exp");
+    let missing = format!("{cat}-missing");
+    let stream = format!("{cat}-1");
+
+    let err = log
+        .append(&missing, ExpectedRevision::StreamExists, events("E", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EventLogError::WrongExpectedVersion { actual: None, .. }
+        ),
+        "{err}"
+    );
+    let err = log
+        .append(&missing, ExpectedRevision::Exact(0), events("E", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EventLogError::WrongExpectedVersion { actual: None, .. }
+        ),
+        "{err}"
+    );
+
+    log.append(&stream, ExpectedRevision::Any, events("E", 1))
+        .await
+        .unwrap();
+    let err = log
+        .append(&stream, ExpectedRevision::NoStream, events("E", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EventLogError::WrongExpectedVersion {
+                actual: Some(0),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = log
+        .append(&stream, ExpectedRevision::Exact(5), events("E", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EventLogError::WrongExpectedVersion {
+                actual: Some(0),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    log.append(&stream, ExpectedRevision::StreamExists, events("E", 1))
+        .await
+        .unwrap();
+    log.append(&stream, ExpectedRevision::Exact(1), events("E", 1))
+        .await
+        .unwrap();
+    log.append(&stream, ExpectedRevision::Any, events("E", 1))
+        .await
+        .unwrap();
+    // The refused appends wrote nothing.
+    assert_eq!(log.stream_revision(&stream).await.unwrap(), Some(3));
+    assert_eq!(log.stream_revision(&missing).await.unwrap(), None);
+}
+
+pub async fn concurrent_writers_with_the_same_expected_revision_only_one_wins(h: &dyn Harness) {
+    let log = h.open().await;
+    let stream = format!("{}-1", fresh_category("race"));
+    log.append(&stream, ExpectedRevision::NoStream, events("E", 1))
+        .await
+        .unwrap();
+    for round in 0..5u64 {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let log = log.clone();
+                let stream = stream.clone();
+                tokio::spawn(async move {
+                    log.append(&stream, ExpectedRevision::Exact(round), events("E", 1))
+                        .await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => wins += 1,
+                Err(e) => assert!(e.is_wrong_expected_version(), "{e}"),
+            }
+        }
+        assert_eq!(wins, 1, "exactly one writer wins round {round}");
+    }
+    assert_eq!(log.stream_revision(&stream).await.unwrap(), Some(5));
+}
+
+pub async fn multi_event_append_is_atomic(h: &dyn Harness) {
+    let log = h.open().await;
+    let stream = format!("{}-1", fresh_category("atom"));
+    let result = log
+        .append(&stream, ExpectedRevision::NoStream, events("E", 3))
+        .await
+        .unwrap();
+    assert_eq!(result.next_revision, 2);
+    let read = log
+        .read_stream(&stream, Direction::Forwards, StreamStart::Origin, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3);
+    for (i, e) in read.iter().enumerate() {
+        assert_eq!(e.revision, i as u64);
+        assert_eq!(n_of(e), i as u64);
+    }
+    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(read[2].position, result.position);
+    // A refused multi-event append leaves no part behind.
+    let err = log
+        .append(&stream, ExpectedRevision::Exact(0), events("E", 3))
+        .await
+        .unwrap_err();
+    assert!(err.is_wrong_expected_version());
+    let read = log
+        .read_stream(&stream, Direction::Forwards, StreamStart::Origin, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3);
+}
+
+pub async fn all_is_ordered_by_commit(h: &dyn Harness) {
+    let log = h.open().await;
+    let start = log.head().await.unwrap();
+    let cat = fresh_category("order");
+    let mut appended = Vec::new();
+    for i in 0..20 {
+        let stream = format!("{cat}-{}", i % 3);
+        let r = log
+            .append(&stream, ExpectedRevision::Any, vec![event("E", i)])
+            .await
+            .unwrap();
+        appended.push(r.position);
+    }
+    assert!(appended.windows(2).all(|w| w[0] < w[1]));
+    let ours = all_after(&*log, start, &EventFilter::categories([cat.as_str()])).await;
+    assert_eq!(ours.len(), 20);
+    let positions: Vec<_> = ours.iter().map(|e| e.position).collect();
+    assert_eq!(positions, appended);
+    assert_eq!(
+        ours.iter().map(n_of).collect::<Vec<_>>(),
+        (0..20).collect::<Vec<_>>()
+    );
+    assert!(log.head().await.unwrap() >= appended.last().copied());
+    // Paging by position resumes exactly after the last event seen.
+    let first_page = log
+        .read_all(start, &EventFilter::categories([cat.as_str()]), 7)
+        .await
+        .unwrap();
+    assert_eq!(first_page.len(), 7);
+    let rest = all_after(
+        &*log,
+        first_page.last().map(|e| e.position),
+        &EventFilter::categories([cat.as_str()]),
+    )
+    .await;
+    assert_eq!(rest.len(), 13);
+    assert_eq!(n_of(&rest[0]), 7);
+}
+
+pub async fn category_read_returns_only_that_category(h: &dyn Harness) {
+    let log = h.open().await;
+    let start = log.head().await.unwrap();
+    let a = fresh_category("cata");
+    let b = fresh_category("catb");
+    for i in 0..5 {
+        log.append(
+            &format!("{a}-{i}"),
+            ExpectedRevision::Any,
+            vec![event("A", i)],
+        )
+        .await
+        .unwrap();
+        log.append(
+            &format!("{b}-{i}"),
+            ExpectedRevision::Any,
+            vec![event("B", i)],
+        )
+        .await
+        .unwrap();
+    }
+    let read = log.read_category(&a, start, 100).await.unwrap();
+    assert_eq!(read.len(), 5);
+    assert!(read
+        .iter()
+        .all(|e| e.category() == a && e.event_type == "A"));
+    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+    let after_two = log
+        .read_category(&a, Some(read[1].position), 100)
+        .await
+        .unwrap();
+    assert_eq!(after_two.len(), 3);
+}
+
+pub async fn streams_read_forwards_and_backwards(h: &dyn Harness) {
+    let log = h.open().await;
+    let stream = format!("{}-1", fresh_category("dir"));
+    log.append(&stream, ExpectedRevision::NoStream, events("E", 10))
+        .await
+        .unwrap();
+    let revs = |v: Vec<RecordedEvent>| v.iter().map(|e| e.revision).collect::<Vec<_>>();
+    let fwd = log
+        .read_stream(&stream, Direction::Forwards, StreamStart::Revision(4), 3)
+        .await
+        .unwrap();
+    assert_eq!(revs(fwd), vec![4, 5, 6]);
+    let back = log
+        .read_stream(&stream, Direction::Backwards, StreamStart::Origin, 3)
+        .await
+        .unwrap();
+    assert_eq!(revs(back), vec![9, 8, 7]);
+    let back = log
+        .read_stream(&stream, Direction::Backwards, StreamStart::Revision(2), 10)
+        .await
+        .unwrap();
+    assert_eq!(revs(back), vec![2, 1, 0]);
+    let past_end = log
+        .read_stream(&stream, Direction::Forwards, StreamStart::Revision(10), 10)
+        .await
+        .unwrap();
+    assert!(past_end.is_empty());
+}
+
+pub async fn missing_stream_reads_empty(h: &dyn Harness) {
+    let log = h.open().await;
+    let stream = format!("{}-nothing", fresh_category("none"));
+    for direction in [Direction::Forwards, Direction::Backwards] {
+        let read = log
+            .read_stream(&stream, direction, StreamStart::Origin, 10)
+            .await
+            .unwrap();
+        assert!(read.is_empty());
+    }
+    assert_eq!(log.stream_revision(&stream).await.unwrap(), None);
+}
+
+pub async fn retried_append_is_idempotent(h: &dyn Harness) {
+    let log = h.open().await;
+    let cat = fresh_category("idem");
+    let stream = format!("{cat}-1");
+    let batch = events("E", 3);
+    let first = log
+        .append(&stream, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    // The same events again, as a client retrying after a lost acknowledgement.
+    let again = log
+        .append(&stream, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.next_revision, first.next_revision);
+    let again_any = log
+        .append(&stream, ExpectedRevision::Any, batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(again_any.next_revision, first.next_revision);
+    let read = log
+        .read_stream(&stream, Direction::Forwards, StreamStart::Origin, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3, "a retry writes nothing");
+    // Events go on normally afterwards.
+    let next = log
+        .append(&stream, ExpectedRevision::Exact(2), events("E", 1))
+        .await
+        .unwrap();
+    assert_eq!(next.next_revision, 3);
+}
+
+pub async fn event_bytes_and_metadata_round_trip(h: &dyn Harness) {
+    let log = h.open().await;
+    let stream = format!("{}-1", fresh_category("bytes"));
+    // FHIR decimals must keep their precision: the log stores bytes, not parsed JSON.
+    let body =
+        r#"{"resourceType":"Observation","valueQuantity":{"value":1.50,"unit":"mg"},"ü":"ß"}"#;
+    let correlation = Uuid::new_v4();
+    let metadata = EventMetadata {
+        correlation_id: Some(correlation),
+        causation_id: Some(Uuid::nil()),
+        actor: Some(super::Actor {
+            client_id: Some("app-1".into()),
+            user: Some("dr-who".into()),
+            token_id: Some("jti-1".into()),
+        }),
+        commit_ms: 0,
+    };
+    let new = NewEvent::new("ResourceCreated", body).with_metadata(metadata.clone());
+    let id = new.event_id;
+    let before = now_ms();
+    log.append(&stream, ExpectedRevision::NoStream, vec![new])
+        .await
+        .unwrap();
+    let after = now_ms();
+    let read = log
+        .read_stream(&stream, Direction::Forwards, StreamStart::Origin, 1)
+        .await
+        .unwrap();
+    let e = &read[0];
+    assert_eq!(&e.data[..], body.as_bytes());
+    assert_eq!(e.event_id, id);
+    assert_eq!(e.event_type, "ResourceCreated");
+    assert_eq!(e.metadata.correlation_id, Some(correlation));
+    assert_eq!(e.metadata.causation_id, Some(Uuid::nil()));
+    assert_eq!(e.metadata.actor, metadata.actor);
+    assert!(
+        e.commit_ms() >= before - 1000 && e.commit_ms() <= after + 1000,
+        "commit time is stamped by the log in milliseconds"
+    );
+}
+
+pub async fn subscription_from_the_past_continues_live_without_gaps_or_doubles(h: &dyn Harness) {
+    let log = h.open().await;
+    let start = log.head().await.unwrap();
+    let cat = fresh_category("sub");
+    const HISTORICAL: usize = 1500;
+    const WRITERS: usize = 4;
+    const LIVE_EACH: usize = 300;
+    for chunk in 0..(HISTORICAL / 100) {
+        let batch = (0..100).map(|i| event("H", chunk * 100 + i)).collect();
+        log.append(&format!("{cat}-hist{chunk}"), ExpectedRevision::Any, batch)
+            .await
+            .unwrap();
+    }
+    let mut subscription = log
+        .subscribe(start, EventFilter::categories([cat.as_str()]))
+        .await
+        .unwrap();
+    // Noise in another category must not reach the subscriber.
+    let noise = format!("{}-1", fresh_category("noise"));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let log = log.clone();
+            let cat = cat.clone();
+            let noise = noise.clone();
+            tokio::spawn(async move {
+                for i in 0..LIVE_EACH {
+                    log.append(
+                        &format!("{cat}-w{w}"),
+                        ExpectedRevision::Any,
+                        vec![event("L", i)],
+                    )
+                    .await
+                    .unwrap();
+                    if i % 10 == 0 {
+                        log.append(&noise, ExpectedRevision::Any, vec![event("N", i)])
+                            .await
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let total = HISTORICAL + WRITERS * LIVE_EACH;
+    let mut seen_ids = HashSet::new();
+    let mut last_position = start;
+    let mut caught_up = 0;
+    let mut received = 0;
+    while received < total {
+        let message = tokio::time::timeout(Duration::from_secs(30), subscription.next())
+            .await
+            .expect("subscription stalled")
+            .expect("subscription ended")
+            .expect("subscription failed");
+        match message {
+            SubscriptionMessage::CaughtUp => {
+                caught_up += 1;
+                assert!(
+                    received >= HISTORICAL,
+                    "caught up before history was delivered"
+                );
+            }
+            SubscriptionMessage::Event(e) => {
+                assert_eq!(e.category(), cat);
+                assert!(Some(e.position) > last_position, "out of order or doubled");
+                last_position = Some(e.position);
+                assert!(seen_ids.insert(e.event_id), "delivered twice");
+                received += 1;
+            }
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(caught_up, 1);
+    // Nothing beyond what was written arrives.
+    let extra = tokio::time::timeout(Duration::from_millis(300), subscription.next()).await;
+    assert!(extra.is_err(), "unexpected extra message: {extra:?}");
+    // And the subscription saw exactly what a read of $all sees.
+    let read = all_after(&*log, start, &EventFilter::categories([cat.as_str()])).await;
+    assert_eq!(read.len(), total);
+    assert!(read.iter().all(|e| seen_ids.contains(&e.event_id)));
+}
+
+pub async fn subscription_filters_by_event_type(h: &dyn Harness) {
+    let log = h.open().await;
+    let start = log.head().await.unwrap();
+    let cat = fresh_category("types");
+    let kind = format!("Wanted{}", Uuid::new_v4().simple());
+    let mut subscription = log
+        .subscribe(start, EventFilter::event_types([kind.as_str()]))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let t = if i % 2 == 0 { kind.as_str() } else { "Other" };
+        log.append(
+            &format!("{cat}-1"),
+            ExpectedRevision::Any,
+            vec![event(t, i)],
+        )
+        .await
+        .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        match tokio::time::timeout(Duration::from_secs(10), subscription.next())
+            .await
+            .expect("stalled")
+            .expect("ended")
+            .expect("failed")
+        {
+            SubscriptionMessage::Event(e) => {
+                assert_eq!(e.event_type, kind);
+                got.push(n_of(&e));
+            }
+            SubscriptionMessage::CaughtUp => {}
+        }
+    }
+    assert_eq!(got, vec![0, 2, 4, 6, 8]);
+}
+
+pub async fn multi_stream_commit_is_all_or_nothing(h: &dyn Harness) {
+    let log = h.open().await;
+    let cat = fresh_category("tx");
+    let a = format!("{cat}-a");
+    let b = format!("{cat}-b");
+    let c = format!("{cat}-c");
+    log.append(&b, ExpectedRevision::NoStream, events("E", 1))
+        .await
+        .unwrap();
+    let start = log.head().await.unwrap();
+    // b's expectation is wrong: nothing of the commit may appear anywhere.
+    let err = log
+        .append_multi(vec![
+            StreamWrite {
+                stream: a.clone(),
+                expected: ExpectedRevision::NoStream,
+                events: events("T", 2),
+            },
+            StreamWrite {
+                stream: b.clone(),
+                expected: ExpectedRevision::Exact(7),
+                events: events("T", 1),
+            },
+            StreamWrite {
+                stream: c.clone(),
+                expected: ExpectedRevision::Any,
+                events: events("T", 1),
+            },
+        ])
+        .await
+        .unwrap_err();
+    match &err {
+        EventLogError::WrongExpectedVersion { stream, actual, .. } => {
+            assert_eq!(stream, &b);
+            assert_eq!(*actual, Some(0));
+        }
+        other => panic!("expected a conflict on {b}, got {other}"),
+    }
+    assert_eq!(log.stream_revision(&a).await.unwrap(), None);
+    assert_eq!(log.stream_revision(&b).await.unwrap(), Some(0));
+    assert_eq!(log.stream_revision(&c).await.unwrap(), None);
+    assert!(
+        all_after(&*log, start, &EventFilter::categories([cat.as_str()]))
+            .await
+            .is_empty()
+    );
+
+    let results = log
+        .append_multi(vec![
+            StreamWrite {
+                stream: a.clone(),
+                expected: ExpectedRevision::NoStream,
+                events: events("T", 2),
+            },
+            StreamWrite {
+                stream: b.clone(),
+                expected: ExpectedRevision::Exact(0),
+                events: events("T", 1),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].next_revision, 1);
+    assert_eq!(results[1].next_revision, 1);
+    let ours = all_after(&*log, start, &EventFilter::categories([cat.as_str()])).await;
+    assert_eq!(ours.len(), 3);
+    // Refused: the same stream twice in one commit.
+    let err = log
+        .append_multi(vec![
+            StreamWrite {
+                stream: c.clone(),
+                expected: ExpectedRevision::Any,
+                events: events("T", 1),
+            },
+            StreamWrite {
+                stream: c.clone(),
+                expected: ExpectedRevision::Any,
+                events: events("T", 1),
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EventLogError::InvalidAppend(_)), "{err}");
+    assert_eq!(log.stream_revision(&c).await.unwrap(), None);
+}
+
+pub async fn concurrent_multi_stream_commits_respect_each_expected_revision(h: &dyn Harness) {
+    let log = h.open().await;
+    let cat = fresh_category("txrace");
+    let shared = format!("{cat}-shared");
+    log.append(&shared, ExpectedRevision::NoStream, events("E", 1))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let log = log.clone();
+            let cat = cat.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                log.append_multi(vec![
+                    StreamWrite {
+                        stream: format!("{cat}-own{i}"),
+                        expected: ExpectedRevision::NoStream,
+                        events: events("T", 1),
+                    },
+                    StreamWrite {
+                        stream: shared,
+                        expected: ExpectedRevision::Exact(0),
+                        events: events("T", 1),
+                    },
+                ])
+                .await
+                .map(|_| i)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(i) => winners.push(i),
+            Err(e) => assert!(e.is_wrong_expected_version(), "{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    for i in 0..12 {
+        let own = log.stream_revision(&format!("{cat}-own{i}")).await.unwrap();
+        assert_eq!(
+            own.is_some(),
+            winners.contains(&i),
+            "loser {i} left a trace"
+        );
+    }
+}
+
+pub async fn reopened_store_keeps_everything(h: &dyn Harness) {
+    let log = h.open().await;
+    let start = log.head().await.unwrap();
+    let cat = fresh_category("reopen");
+    let stream = format!("{cat}-1");
+    let written = log
+        .append(&stream, ExpectedRevision::NoStream, events("E", 5))
+        .await
+        .unwrap();
+    let log = h.reopen(log).await;
+    assert_eq!(log.stream_revision(&stream).await.unwrap(), Some(4));
+    assert!(log.head().await.unwrap() >= Some(written.position));
+    let next = log
+        .append(&stream, ExpectedRevision::Exact(4), events("E", 1))
+        .await
+        .unwrap();
+    assert_eq!(next.next_revision, 5);
+    assert!(
+        next.position > written.position,
+        "positions keep increasing after a restart"
+    );
+    let ours = all_after(&*log, start, &EventFilter::categories([cat.as_str()])).await;
+    assert_eq!(ours.len(), 6);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

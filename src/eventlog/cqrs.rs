@@ -1,1 +1,1 @@
-//! cqrs-es persistence over any EventLog.
+

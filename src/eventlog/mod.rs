@@ -203,4 +203,10 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The current revision of `stream`, `None` if it does not exist.
     async fn stream_revision(&self, stream: &str) -> Result<Option<u64>, EventLogError>;
+
+    /// Finishes every append already accepted, then refuses new ones with
+    /// [`EventLogError::Closed`]. Used by graceful shutdown and by tests that restart a store.
+    async fn close(&self) -> Result<(), EventLogError> {
+        Ok(())
+    }
 }

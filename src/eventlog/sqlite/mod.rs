@@ -1,1 +1,316 @@
-//! The embedded SQLite event log.
+//! The embedded event log: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! - [`writer`]: one thread owns the write connection and group-commits every waiting append;
+//!   callers are answered only after the commit is durable.
+//! - [`reader`]: reads run on their own read-only connections and never wait for the writer.
+//! - [`subscription`]: catch-up subscriptions wake on a head-position watch that the writer
+//!   moves after each commit; a poller moves it too when another process (a CLI import while
+//!   the server runs) appends to the same file.
+
+mod reader;
+pub mod schema;
+mod subscription;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{
+    AppendResult, Direction, EventFilter, EventLog, EventLogError, ExpectedRevision, NewEvent,
+    Position, RecordedEvent, StreamStart, StreamWrite, Subscription,
+};
+use reader::ReaderPool;
+use writer::{WriteRequest, Writer};
+
+/// How often the log looks for events appended by another process.
+const FOREIGN_POLL: Duration = Duration::from_millis(250);
+
+/// The embedded SQLite event log. Cheap to clone; clones share one writer.
+#[derive(Clone)]
+pub struct SqliteLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    requests: Mutex<Option<mpsc::UnboundedSender<WriteRequest>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: ReaderPool,
+    /// Position of the newest committed event (0 for an empty log).
+    head: watch::Sender<u64>,
+}
+
+impl SqliteLog {
+    /// Opens (creating if needed) the log in `dir`. Must be called inside a tokio runtime.
+    pub fn open(dir: &Path) -> Result<Self, EventLogError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            EventLogError::Unavailable(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = schema::database_path(dir);
+        let conn = schema::connect(&path, false)?;
+        schema::initialize(&conn, &path)?;
+        let head_now = reader::head(&conn)?.map(|p| p.0).unwrap_or(0);
+        let (head, _) = watch::channel(head_now);
+        let writer = Writer::new(conn, path.clone(), head.clone())?;
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let writer_thread = std::thread::Builder::new()
+            .name("sphere-log-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| EventLogError::Unavailable(format!("cannot start log writer: {e}")))?;
+        let inner = Arc::new(Inner {
+            readers: ReaderPool::new(path.clone(), 8),
+            path,
+            requests: Mutex::new(Some(requests)),
+            writer_thread: Mutex::new(Some(writer_thread)),
+            head,
+        });
+        tokio::spawn(poll_foreign_appends(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// The SQLite file backing this log.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// A receiver that changes whenever the head position moves.
+    pub fn head_watch(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, EventLogError> + Send + 'static,
+    ) -> Result<T, EventLogError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.readers.with(f))
+            .await
+            .map_err(|e| EventLogError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    async fn commit(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>, EventLogError> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let requests = self
+                .inner
+                .requests
+                .lock()
+                .map_err(|_| EventLogError::Closed)?;
+            let sender = requests.as_ref().ok_or(EventLogError::Closed)?;
+            sender
+                .send(WriteRequest { writes, reply })
+                .map_err(|_| EventLogError::Closed)?;
+        }
+        answer.await.map_err(|_| EventLogError::Closed)?
+    }
+
+    /// Stores a named checkpoint (used by projections that keep no storage of their own).
+    pub async fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> Result<(), EventLogError> {
+        let path = self.inner.path.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = schema::connect(&path, false)?;
+            conn.execute(
+                "INSERT INTO checkpoints (name, position) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                rusqlite::params![name, position.0 as i64],
+            )
+            .map_err(reader::read_error)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| EventLogError::Unavailable(format!("checkpoint task failed: {e}")))?
+    }
+
+    /// Counts for `sphere log stats`: events, streams, and events per category.
+    pub async fn stats(&self) -> Result<LogStats, EventLogError> {
+        self.read(|conn| {
+            let events: i64 = conn
+                .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+                .map_err(reader::read_error)?;
+            let streams: i64 = conn
+                .query_row("SELECT COUNT(*) FROM streams", [], |r| r.get(0))
+                .map_err(reader::read_error)?;
+            let mut statement = conn
+                .prepare(
+                    "SELECT category, COUNT(*), SUM(revision + 1) FROM streams GROUP BY category ORDER BY category",
+                )
+                .map_err(reader::read_error)?;
+            let categories = statement
+                .query_map([], |r| {
+                    Ok(CategoryStats {
+                        category: r.get(0)?,
+                        streams: r.get::<_, i64>(1)? as u64,
+                        events: r.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .map_err(reader::read_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(reader::read_error)?;
+            let head = reader::head(conn)?;
+            let (first_ms, last_ms): (Option<i64>, Option<i64>) = conn
+                .query_row(
+                    "SELECT MIN(created_ms), MAX(created_ms) FROM events",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(reader::read_error)?;
+            Ok(LogStats {
+                events: events as u64,
+                streams: streams as u64,
+                head,
+                first_commit_ms: first_ms,
+                last_commit_ms: last_ms,
+                categories,
+            })
+        })
+        .await
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogStats {
+    pub events: u64,
+    pub streams: u64,
+    pub head: Option<Position>,
+    pub first_commit_ms: Option<i64>,
+    pub last_commit_ms: Option<i64>,
+    pub categories: Vec<CategoryStats>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CategoryStats {
+    pub category: String,
+    pub streams: u64,
+    pub events: u64,
+}
+
+/// Moves the head watch when another process appended to the same file.
+async fn poll_foreign_appends(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(FOREIGN_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.head.receiver_count() == 0 {
+            continue;
+        }
+        let polled = {
+            let inner = inner.clone();
+            tokio::task::spawn_blocking(move || inner.readers.with(reader::head)).await
+        };
+        if let Ok(Ok(Some(position))) = polled {
+            inner.head.send_if_modified(|head| {
+                let moved = position.0 > *head;
+                if moved {
+                    *head = position.0;
+                }
+                moved
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteLog {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, EventLogError> {
+        let mut results = self
+            .commit(vec![StreamWrite {
+                stream: stream.to_owned(),
+                expected,
+                events,
+            }])
+            .await?;
+        results
+            .pop()
+            .ok_or_else(|| EventLogError::Unavailable("writer returned no result".into()))
+    }
+
+    async fn append_multi(
+        &self,
+        writes: Vec<StreamWrite>,
+    ) -> Result<Vec<AppendResult>, EventLogError> {
+        self.commit(writes).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        direction: Direction,
+        start: StreamStart,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, EventLogError> {
+        let stream = stream.to_owned();
+        self.read(move |conn| reader::read_stream(conn, &stream, direction, start, max))
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Option<Position>,
+        filter: &EventFilter,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, EventLogError> {
+        let filter = filter.clone();
+        self.read(move |conn| reader::read_range(conn, after, None, &filter, max))
+            .await
+    }
+
+    async fn subscribe(
+        &self,
+        after: Option<Position>,
+        filter: EventFilter,
+    ) -> Result<Subscription, EventLogError> {
+        Ok(subscription::start(self.clone(), after, filter))
+    }
+
+    async fn head(&self) -> Result<Option<Position>, EventLogError> {
+        self.read(reader::head).await
+    }
+
+    async fn stream_revision(&self, stream: &str) -> Result<Option<u64>, EventLogError> {
+        let stream = stream.to_owned();
+        self.read(move |conn| reader::stream_revision(conn, &stream))
+            .await
+    }
+
+    async fn close(&self) -> Result<(), EventLogError> {
+        // Dropping the only sender lets the writer drain what is queued, then stop.
+        let sender = self
+            .inner
+            .requests
+            .lock()
+            .map_err(|_| EventLogError::Closed)?
+            .take();
+        drop(sender);
+        let thread = self
+            .inner
+            .writer_thread
+            .lock()
+            .map_err(|_| EventLogError::Closed)?
+            .take();
+        if let Some(thread) = thread {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| EventLogError::Unavailable(format!("join failed: {e}")))?
+                .map_err(|_| EventLogError::Unavailable("log writer panicked".into()))?;
+        }
+        Ok(())
+    }
+}

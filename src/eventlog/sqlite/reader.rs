@@ -1,0 +1,205 @@
+//! Read connections and row decoding. Readers never block the writer (WAL).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use rusqlite::{types::Value as SqlValue, Connection, Row};
+use uuid::Uuid;
+
+use super::schema;
+use crate::eventlog::{
+    Direction, EventFilter, EventLogError, EventMetadata, Position, RecordedEvent, StreamStart,
+};
+
+/// A small pool of read-only connections; grows on demand, keeps at most `keep` idle.
+pub struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl ReaderPool {
+    pub fn new(path: PathBuf, keep: usize) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+            keep,
+        }
+    }
+
+    /// Runs `f` on a pooled connection. Blocking: call from `spawn_blocking`.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, EventLogError>,
+    ) -> Result<T, EventLogError> {
+        let conn = match self.idle.lock().map(|mut idle| idle.pop()) {
+            Ok(Some(conn)) => conn,
+            _ => schema::connect(&self.path, true)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.keep {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+}
+
+const COLUMNS: &str = "global_position, stream, revision, event_id, event_type, data, metadata";
+
+fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, EventLogError>> {
+    let position = row.get::<_, i64>(0)? as u64;
+    let stream: String = row.get(1)?;
+    let revision = row.get::<_, i64>(2)? as u64;
+    let id = row.get_ref(3)?.as_blob()?;
+    let event_type: String = row.get(4)?;
+    let data = Bytes::copy_from_slice(row.get_ref(5)?.as_blob()?);
+    let metadata = row.get_ref(6)?.as_blob()?;
+    let event_id = match Uuid::from_slice(id) {
+        Ok(id) => id,
+        Err(_) => {
+            return Ok(Err(EventLogError::Corrupt(format!(
+                "event at position {position} has a malformed id"
+            ))))
+        }
+    };
+    let metadata: EventMetadata = match serde_json::from_slice(metadata) {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(Err(EventLogError::Corrupt(format!(
+                "event at position {position} has unreadable metadata: {e}"
+            ))))
+        }
+    };
+    Ok(Ok(RecordedEvent {
+        position: Position(position),
+        stream,
+        revision,
+        event_id,
+        event_type,
+        data,
+        metadata,
+    }))
+}
+
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: &[SqlValue],
+    capacity: usize,
+) -> Result<Vec<RecordedEvent>, EventLogError> {
+    let mut statement = conn.prepare_cached(sql).map_err(read_error)?;
+    let mut rows = statement
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(read_error)?;
+    let mut out = Vec::with_capacity(capacity.min(4096));
+    while let Some(row) = rows.next().map_err(read_error)? {
+        out.push(decode(row).map_err(read_error)??);
+    }
+    Ok(out)
+}
+
+pub fn read_error(e: rusqlite::Error) -> EventLogError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) | Some(rusqlite::ErrorCode::NotADatabase) => {
+            EventLogError::Corrupt(e.to_string())
+        }
+        _ => EventLogError::Unavailable(e.to_string()),
+    }
+}
+
+pub fn read_stream(
+    conn: &Connection,
+    stream: &str,
+    direction: Direction,
+    start: StreamStart,
+    max: usize,
+) -> Result<Vec<RecordedEvent>, EventLogError> {
+    let limit = max.min(i64::MAX as usize) as i64;
+    let (sql, from) = match (direction, start) {
+        (Direction::Forwards, StreamStart::Origin) => (
+            format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision ASC LIMIT ?3"),
+            0i64,
+        ),
+        (Direction::Forwards, StreamStart::Revision(r)) => (
+            format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision ASC LIMIT ?3"),
+            r.min(i64::MAX as u64) as i64,
+        ),
+        (Direction::Backwards, StreamStart::Origin) => (
+            format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND revision <= ?2 ORDER BY revision DESC LIMIT ?3"),
+            i64::MAX,
+        ),
+        (Direction::Backwards, StreamStart::Revision(r)) => (
+            format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND revision <= ?2 ORDER BY revision DESC LIMIT ?3"),
+            r.min(i64::MAX as u64) as i64,
+        ),
+    };
+    query_events(
+        conn,
+        &sql,
+        &[
+            SqlValue::Text(stream.to_owned()),
+            SqlValue::Integer(from),
+            SqlValue::Integer(limit),
+        ],
+        max,
+    )
+}
+
+/// Events of `$all` in `(after, upto]` matching `filter`, at most `max`.
+pub fn read_range(
+    conn: &Connection,
+    after: Option<Position>,
+    upto: Option<Position>,
+    filter: &EventFilter,
+    max: usize,
+) -> Result<Vec<RecordedEvent>, EventLogError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE global_position > ?");
+    let mut params = vec![SqlValue::Integer(after.map(|p| p.0 as i64).unwrap_or(0))];
+    if let Some(upto) = upto {
+        sql.push_str(" AND global_position <= ?");
+        params.push(SqlValue::Integer(upto.0 as i64));
+    }
+    push_in(&mut sql, &mut params, "category", &filter.categories);
+    push_in(&mut sql, &mut params, "event_type", &filter.event_types);
+    sql.push_str(" ORDER BY global_position ASC LIMIT ?");
+    params.push(SqlValue::Integer(max.min(i64::MAX as usize) as i64));
+    query_events(conn, &sql, &params, max)
+}
+
+fn push_in(sql: &mut String, params: &mut Vec<SqlValue>, column: &str, values: &[String]) {
+    if values.is_empty() {
+        return;
+    }
+    sql.push_str(" AND ");
+    sql.push_str(column);
+    sql.push_str(" IN (");
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('?');
+        params.push(SqlValue::Text(value.clone()));
+    }
+    sql.push(')');
+}
+
+pub fn head(conn: &Connection) -> Result<Option<Position>, EventLogError> {
+    conn.query_row("SELECT MAX(global_position) FROM events", [], |r| {
+        r.get::<_, Option<i64>>(0)
+    })
+    .map(|p| p.map(|p| Position(p as u64)))
+    .map_err(read_error)
+}
+
+pub fn stream_revision(conn: &Connection, stream: &str) -> Result<Option<u64>, EventLogError> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached("SELECT revision FROM streams WHERE stream = ?1")
+        .map_err(read_error)?
+        .query_row([stream], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|r| r.map(|r| r as u64))
+        .map_err(read_error)
+}

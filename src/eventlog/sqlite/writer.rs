@@ -1,0 +1,321 @@
+//! The single writer: group commit.
+//!
+//! Every append goes through one thread that owns the write connection. It takes whatever
+//! appends are waiting, writes them all in one transaction (each in its own savepoint, so a
+//! concurrency conflict fails only its own append), commits once - one fsync for the whole
+//! batch - and only then answers each caller. Positions are assigned inside the write lock,
+//! so commits are in position order and a reader that sees position N has every position
+//! below N: live subscriptions cannot race past a gap.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::schema;
+use crate::eventlog::{
+    category_of, AppendResult, EventLogError, ExpectedRevision, Position, StreamWrite,
+};
+
+/// The most appends written in one transaction: large enough to amortize the fsync, small
+/// enough that the first caller in a batch is not kept waiting long.
+const MAX_BATCH: usize = 2048;
+
+pub struct WriteRequest {
+    pub writes: Vec<StreamWrite>,
+    pub reply: oneshot::Sender<Result<Vec<AppendResult>, EventLogError>>,
+}
+
+pub struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    /// Last commit time handed out, so that commit times never go backwards with positions
+    /// even if the wall clock does (Bulk Data `_since` relies on it).
+    last_commit_ms: i64,
+    head: watch::Sender<u64>,
+}
+
+impl Writer {
+    pub fn new(
+        conn: Connection,
+        path: PathBuf,
+        head: watch::Sender<u64>,
+    ) -> Result<Self, EventLogError> {
+        let last_commit_ms: i64 = conn
+            .query_row("SELECT COALESCE(MAX(created_ms), 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| schema::open_error(&path, e))?;
+        Ok(Self {
+            conn,
+            path,
+            last_commit_ms,
+            head,
+        })
+    }
+
+    /// Runs until every sender is gone, draining what is queued first.
+    pub fn run(mut self, mut requests: mpsc::UnboundedReceiver<WriteRequest>) {
+        while let Some(first) = requests.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match requests.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
+        let commit_ms = now_ms().max(self.last_commit_ms);
+        let (outcomes, committed) = match self.write_batch(&batch, commit_ms) {
+            Ok(outcomes) => (outcomes, true),
+            Err(e) => {
+                tracing::error!(error = %e, "event log commit failed");
+                let message = e.to_string();
+                let outcomes = batch
+                    .iter()
+                    .map(|_| Err(EventLogError::Unavailable(message.clone())))
+                    .collect();
+                (outcomes, false)
+            }
+        };
+        if committed {
+            self.last_commit_ms = commit_ms;
+            let newest = outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().ok())
+                .flat_map(|results| results.iter().map(|r| r.position.0))
+                .max();
+            if let Some(newest) = newest {
+                self.head.send_if_modified(|head| {
+                    let moved = newest > *head;
+                    if moved {
+                        *head = newest;
+                    }
+                    moved
+                });
+            }
+        }
+        for (request, outcome) in batch.into_iter().zip(outcomes) {
+            // A caller that gave up waiting is not an error: its append is durable regardless.
+            let _ = request.reply.send(outcome);
+        }
+    }
+
+    /// Writes every request of the batch in one transaction. The outer error means the
+    /// transaction itself failed (nothing of the batch is committed).
+    #[allow(clippy::type_complexity)]
+    fn write_batch(
+        &mut self,
+        batch: &[WriteRequest],
+        commit_ms: i64,
+    ) -> Result<Vec<Result<Vec<AppendResult>, EventLogError>>, EventLogError> {
+        let path = self.path.clone();
+        let sql_err =
+            |e: rusqlite::Error| EventLogError::Unavailable(format!("{}: {e}", path.display()));
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in batch {
+            let savepoint = tx.savepoint().map_err(sql_err)?;
+            match write_request(&savepoint, &request.writes, commit_ms) {
+                Ok(results) => {
+                    savepoint.commit().map_err(sql_err)?;
+                    outcomes.push(Ok(results));
+                }
+                Err(WriteFailure::Rejected(e)) => {
+                    // Dropping the savepoint rolls back just this request.
+                    drop(savepoint);
+                    outcomes.push(Err(e));
+                }
+                Err(WriteFailure::Sql(e)) => return Err(sql_err(e)),
+            }
+        }
+        tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
+        tx.commit().map_err(sql_err)?;
+        Ok(outcomes)
+    }
+}
+
+enum WriteFailure {
+    /// The request is refused (conflict, duplicate, invalid); the batch goes on.
+    Rejected(EventLogError),
+    /// The database failed; the whole batch is abandoned.
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for WriteFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+fn write_request(
+    tx: &Connection,
+    writes: &[StreamWrite],
+    commit_ms: i64,
+) -> Result<Vec<AppendResult>, WriteFailure> {
+    if writes.is_empty() {
+        return Err(WriteFailure::Rejected(EventLogError::InvalidAppend(
+            "a commit needs at least one stream".into(),
+        )));
+    }
+    let mut seen = HashSet::with_capacity(writes.len());
+    for write in writes {
+        if write.stream.is_empty() || write.stream.starts_with('$') {
+            return Err(WriteFailure::Rejected(EventLogError::InvalidAppend(
+                format!("invalid stream name {:?}", write.stream),
+            )));
+        }
+        if write.events.is_empty() {
+            return Err(WriteFailure::Rejected(EventLogError::InvalidAppend(
+                format!("no events for stream {}", write.stream),
+            )));
+        }
+        if !seen.insert(write.stream.as_str()) {
+            return Err(WriteFailure::Rejected(EventLogError::InvalidAppend(
+                format!("stream {} appears twice in one commit", write.stream),
+            )));
+        }
+    }
+    writes
+        .iter()
+        .map(|write| write_stream(tx, write, commit_ms))
+        .collect()
+}
+
+fn write_stream(
+    tx: &Connection,
+    write: &StreamWrite,
+    commit_ms: i64,
+) -> Result<AppendResult, WriteFailure> {
+    if let Some(previous) = earlier_commit(tx, write)? {
+        return Ok(previous);
+    }
+    let current: Option<u64> = tx
+        .prepare_cached("SELECT revision FROM streams WHERE stream = ?1")?
+        .query_row([&write.stream], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|r| r as u64);
+    let matches = match write.expected {
+        ExpectedRevision::Any => true,
+        ExpectedRevision::NoStream => current.is_none(),
+        ExpectedRevision::StreamExists => current.is_some(),
+        ExpectedRevision::Exact(r) => current == Some(r),
+    };
+    if !matches {
+        return Err(WriteFailure::Rejected(
+            EventLogError::WrongExpectedVersion {
+                stream: write.stream.clone(),
+                expected: write.expected,
+                actual: current,
+            },
+        ));
+    }
+    let category = category_of(&write.stream);
+    let mut revision = current.map(|r| r + 1).unwrap_or(0);
+    let mut position = 0i64;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (event_id, stream, revision, category, event_type, data, metadata, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for event in &write.events {
+        let mut metadata = event.metadata.clone();
+        metadata.commit_ms = commit_ms;
+        let metadata = serde_json::to_vec(&metadata).map_err(|e| {
+            WriteFailure::Rejected(EventLogError::InvalidAppend(format!("metadata: {e}")))
+        })?;
+        let inserted = insert.execute(params![
+            event.event_id.as_bytes().as_slice(),
+            write.stream,
+            revision as i64,
+            category,
+            event.event_type,
+            event.data.as_ref(),
+            metadata,
+            commit_ms,
+        ]);
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                return Err(WriteFailure::Rejected(EventLogError::DuplicateEventId {
+                    event_id: event.event_id,
+                    stream: write.stream.clone(),
+                }))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        position = tx.last_insert_rowid();
+        revision += 1;
+    }
+    let last = revision - 1;
+    tx.prepare_cached(
+        "INSERT INTO streams (stream, revision, category) VALUES (?1, ?2, ?3)
+         ON CONFLICT (stream) DO UPDATE SET revision = excluded.revision",
+    )?
+    .execute(params![write.stream, last as i64, category])?;
+    Ok(AppendResult {
+        next_revision: last,
+        position: Position(position as u64),
+    })
+}
+
+/// If every event of `write` is already committed to its stream, contiguously and in order,
+/// this is a retry: answer with the original result and write nothing.
+fn earlier_commit(
+    tx: &Connection,
+    write: &StreamWrite,
+) -> Result<Option<AppendResult>, WriteFailure> {
+    let Some(first) = write.events.first() else {
+        return Ok(None);
+    };
+    let mut lookup = tx.prepare_cached(
+        "SELECT stream, revision, global_position FROM events WHERE event_id = ?1",
+    )?;
+    let mut found = |id: &Uuid| -> Result<Option<(String, u64, u64)>, rusqlite::Error> {
+        lookup
+            .query_row([id.as_bytes().as_slice()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .optional()
+    };
+    let Some((stream, first_revision, _)) = found(&first.event_id)? else {
+        return Ok(None);
+    };
+    let mut last = None;
+    for (offset, event) in write.events.iter().enumerate() {
+        match found(&event.event_id)? {
+            Some((s, r, p)) if s == write.stream && r == first_revision + offset as u64 => {
+                last = Some((r, p));
+            }
+            _ => {
+                return Err(WriteFailure::Rejected(EventLogError::DuplicateEventId {
+                    event_id: event.event_id,
+                    stream,
+                }))
+            }
+        }
+    }
+    Ok(last.map(|(revision, position)| AppendResult {
+        next_revision: revision,
+        position: Position(position),
+    }))
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
