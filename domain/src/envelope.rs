@@ -55,6 +55,10 @@ pub struct EventMetadata {
     /// `_since` needs milliseconds.) Zero on a [`NewEvent`]: the log fills it in.
     #[serde(rename = "commitMs", default)]
     pub commit_ms: i64,
+    /// Further metadata a writer wants to keep with the event (e.g. cqrs-es's event version
+    /// and command metadata). Never secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// An event to append. `event_id` makes retries idempotent: appending the same ids to the
@@ -207,6 +211,7 @@ mod tests {
                 ..Actor::default()
             }),
             commit_ms: 5,
+            extra: None,
         };
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(
