@@ -4,4 +4,9 @@
 //! runner, the HTTP surface and the CLI. Pure rules live in `sphere-domain`; read models in
 //! `sphere-projections`.
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod eventlog;
+pub mod http;
+pub mod projection;
