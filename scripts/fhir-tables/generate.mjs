@@ -14,11 +14,10 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import os from 'node:os';
-import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import * as yaml from 'js-yaml';
+import { readTgz } from './tgz.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
@@ -48,37 +47,6 @@ const MAX_ENUMERATED_CODES = 1000;
 
 const readJson = (file) => JSON.parse(fs.readFileSync(file, 'utf8'));
 const stripVersion = (url) => (url ?? '').split('|')[0];
-
-// ---------------------------------------------------------------------------------------------
-// Minimal tar reader: the US Core package is a gzipped tarball, and we only need its JSON files.
-function readTgz(file) {
-  const buf = zlib.gunzipSync(fs.readFileSync(file));
-  const files = new Map();
-  let off = 0;
-  let longName = null;
-  while (off + 512 <= buf.length) {
-    const header = buf.subarray(off, off + 512);
-    if (header.every((b) => b === 0)) break;
-    const field = (s, n) => header.subarray(s, s + n).toString('utf8').replace(/\0.*$/s, '');
-    let name = field(0, 100);
-    const prefix = field(345, 155);
-    if (prefix) name = `${prefix}/${name}`;
-    const size = parseInt(field(124, 12).trim() || '0', 8);
-    const type = String.fromCharCode(header[156] || 48);
-    const body = buf.subarray(off + 512, off + 512 + size);
-    if (type === 'L') {
-      longName = body.toString('utf8').replace(/\0.*$/s, '');
-    } else {
-      if (longName) {
-        name = longName;
-        longName = null;
-      }
-      if (type === '0' || type === '\0') files.set(name, body);
-    }
-    off += 512 + Math.ceil(size / 512) * 512;
-  }
-  return files;
-}
 
 // ---------------------------------------------------------------------------------------------
 // FHIR R4 base definitions
@@ -281,7 +249,7 @@ for (const sd of usCoreSds.sort((a, b) => a.url.localeCompare(b.url))) {
     }
     if (el.binding?.strength === 'required' && el.binding.valueSet) {
       const vs = stripVersion(el.binding.valueSet);
-      if (baseBindingByPath.get(el.path) !== vs) {
+      if (baseBindingByPath.get(el.path) !== vs || id.slice(id.lastIndexOf('.') + 1).includes(':')) {
         node.binding = vs;
         bindingUrls.add(vs);
       }
@@ -319,6 +287,14 @@ for (const sd of usCoreSds.sort((a, b) => a.url.localeCompare(b.url))) {
     const tests = [];
     const supported = slice.discriminator.every(([t]) => t === 'value' || t === 'pattern');
     if (!supported || slice.discriminator.length === 0) return null;
+    // A pattern discriminator on $this with no pattern but a required binding (US Core category
+    // slices): membership is "coded from that value set".
+    const self = slice.discriminator.length === 1 && slice.discriminator[0][1] === '$this';
+    if (self && slice.fixed === null && slice.pattern === null && slice.binding) {
+      if (!expand(slice.binding)) return null; // not enumerable: cannot tell members apart
+      slice.member_binding = slice.binding;
+      return [];
+    }
     for (const [, p] of slice.discriminator) {
       if (p === 'url' && slice.extension_url) {
         tests.push(['url', slice.extension_url]);
@@ -342,6 +318,7 @@ for (const sd of usCoreSds.sort((a, b) => a.url.localeCompare(b.url))) {
         const p = prune(s, true);
         const out = p ?? { name: s.name, min: s.min, max: s.max };
         out.tests = tests;
+        if (s.member_binding) out.member_binding = s.member_binding;
         return out;
       })
       .filter((s) => s.tests !== null && (s.min > 0 || s.max !== '*' || s.children?.length || s.slices?.length));
@@ -545,5 +522,3 @@ Written by \`scripts/fhir-tables/generate.mjs\` (run \`npm ci && node generate.m
 - ${profiles.length} US Core profiles, ${usCoreExtensions.length} US Core extensions
 `,
 );
-void os;
-void ms;

@@ -37,6 +37,9 @@ pub struct ProfileNode {
     /// For a slice: (relative path, value) pairs an instance must match to belong to it.
     #[serde(default)]
     pub tests: Vec<(String, Value)>,
+    /// For a slice discriminated by value set: members are the values coded from this value set.
+    #[serde(default)]
+    pub member_binding: Option<String>,
 }
 
 /// A US Core profile on a resource type.

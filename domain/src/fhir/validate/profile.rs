@@ -227,6 +227,9 @@ fn values_of<'v>(instance: &'v Value, name: &str, expr: &str) -> Vec<(String, &'
 
 /// Does `value` belong to the slice: each test's path holds a value matching the test value?
 fn in_slice(slice: &ProfileNode, value: &Value) -> bool {
+    if let Some(vs) = &slice.member_binding {
+        return binding::check(vs, value).is_none();
+    }
     !slice.tests.is_empty()
         && slice.tests.iter().all(|(path, expected)| {
             let mut current = vec![value];
@@ -257,6 +260,9 @@ fn matches_pattern(value: &Value, pattern: &Value) -> bool {
 }
 
 fn describe_tests(slice: &ProfileNode) -> String {
+    if let Some(vs) = &slice.member_binding {
+        return format!("coded from {vs}");
+    }
     slice
         .tests
         .iter()

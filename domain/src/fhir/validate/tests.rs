@@ -403,6 +403,17 @@ fn us_core_slices_and_patterns_are_enforced() {
 }
 
 #[test]
+fn us_core_value_set_slices_need_a_member() {
+    let mut c = fixtures()
+        .into_iter()
+        .find(|r| r["id"] == "cond-1")
+        .expect("condition fixture");
+    assert!(errors(&c).is_empty());
+    c["category"][0]["coding"][0]["code"] = json!("encounter-diagnosis");
+    assert_error(c, IssueCode::Required, "Condition.category");
+}
+
+#[test]
 fn us_core_extension_slices_limit_repeats() {
     let mut p = us_core_patient();
     let birthsex = json!({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex",
@@ -563,4 +574,29 @@ mod never_panics {
             let _ = validate(&r);
         }
     }
+}
+
+/// Writes our verdicts for `scripts/fhir-tables/crosscheck.mjs`: reads resources (one JSON per
+/// line) from `CROSSCHECK_IN` and writes one line of error issues per resource to `CROSSCHECK_OUT`.
+#[test]
+#[ignore = "driven by scripts/fhir-tables/crosscheck.mjs"]
+fn crosscheck_verdicts() {
+    let (Ok(input), Ok(output)) = (
+        std::env::var("CROSSCHECK_IN"),
+        std::env::var("CROSSCHECK_OUT"),
+    ) else {
+        return;
+    };
+    let text = std::fs::read_to_string(input).expect("read input");
+    let mut out = String::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: Value = serde_json::from_str(line).expect("json line");
+        let errs: Vec<Value> = errors(&value)
+            .iter()
+            .map(|e| json!({"code": e.code.as_str(), "expression": e.expression, "message": e.message}))
+            .collect();
+        out.push_str(&Value::Array(errs).to_string());
+        out.push('\n');
+    }
+    std::fs::write(output, out).expect("write output");
 }
