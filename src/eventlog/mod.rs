@@ -17,6 +17,7 @@
 
 pub mod conformance;
 pub mod cqrs;
+pub mod kurrentdb;
 pub mod sqlite;
 
 use async_trait::async_trait;
