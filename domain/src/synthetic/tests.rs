@@ -1013,3 +1013,25 @@ const MUST_SUPPORT: &[(&str, &str)] = &[
     ("us-core-specimen", "type"),
     ("us-core-specimen", "subject"),
 ];
+
+#[test]
+fn every_generated_resource_passes_the_fhir_validator() {
+    let mut failures = Vec::new();
+    for r in default_population() {
+        let issues = crate::fhir::validate::validate(r);
+        for issue in issues.iter().filter(|i| i.is_error()) {
+            failures.push(format!(
+                "{}/{}: {:?}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or(""),
+                issue
+            ));
+        }
+    }
+    let shown: Vec<&String> = failures.iter().take(40).collect();
+    assert!(
+        failures.is_empty(),
+        "{} validation errors, first ones:\n{shown:#?}",
+        failures.len()
+    );
+}

@@ -351,11 +351,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
             Some(encounter),
             at,
         );
-        o.remove("effectiveDateTime");
+        // effectiveDateTime (the end of the averaging window) rather than a Period: validators that
+        // evaluate vs-1 strictly reject a Period there, so the window is stated in a note.
         set(
             &mut o,
-            "effectivePeriod",
-            json!({"start": at.plus_days(-14).iso(), "end": at.iso()}),
+            "note",
+            json!([{"text": format!("Mean of home readings from {} to {}.", at.plus_days(-14).day_string(), at.day_string())}]),
         );
         set(
             &mut o,
