@@ -18,7 +18,6 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home /var/lib/sphere --create-home sphere
 COPY --from=build /usr/local/bin/sphere /usr/local/bin/sphere
-COPY config /etc/sphere/config
 USER sphere
 WORKDIR /var/lib/sphere
 ENV SPHERE_DATA_DIR=/var/lib/sphere \
