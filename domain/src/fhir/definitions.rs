@@ -24,7 +24,7 @@ pub enum TypeKind {
 
 /// Maximum cardinality of an element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(from = "String")]
+#[serde(from = "&str")]
 pub enum Max {
     Bounded(u32),
     Unbounded,
@@ -52,9 +52,9 @@ impl Max {
     }
 }
 
-impl From<String> for Max {
-    fn from(text: String) -> Max {
-        Max::parse(&text)
+impl From<&str> for Max {
+    fn from(text: &str) -> Max {
+        Max::parse(text)
     }
 }
 
@@ -70,24 +70,24 @@ impl std::fmt::Display for Max {
 /// One allowed type of an element, with the resource types a Reference/canonical may target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeRef {
-    pub code: String,
-    pub targets: Vec<String>,
+    pub code: &'static str,
+    pub targets: Vec<&'static str>,
 }
 
 /// One element of a resource or datatype, e.g. `Patient.contact.name` or `Observation.value[x]`.
 #[derive(Debug, Clone)]
 pub struct ElementDef {
     /// Full path from the type root, e.g. `Patient.contact.name`.
-    pub path: String,
+    pub path: &'static str,
     /// Last path segment, e.g. `name` or `value[x]`.
-    pub name: String,
+    pub name: &'static str,
     pub types: Vec<TypeRef>,
     pub min: u32,
     pub max: Max,
     /// For recursive structures (`Questionnaire.item.item`): the path whose definition applies.
-    pub content_reference: Option<String>,
+    pub content_reference: Option<&'static str>,
     /// Canonical URL of a required binding's value set (without version).
-    pub required_binding: Option<String>,
+    pub required_binding: Option<&'static str>,
 }
 
 impl ElementDef {
@@ -98,13 +98,13 @@ impl ElementDef {
 
     /// The JSON property name stem: `value` for `value[x]`, the name otherwise.
     pub fn stem(&self) -> &str {
-        self.name.strip_suffix("[x]").unwrap_or(&self.name)
+        self.name.strip_suffix("[x]").unwrap_or(self.name)
     }
 
     /// For a choice element, the type whose JSON name is `key` (`valueQuantity` -> `Quantity`).
     pub fn choice_type(&self, key: &str) -> Option<&TypeRef> {
         let suffix = key.strip_prefix(self.stem())?;
-        self.types.iter().find(|t| capitalized_eq(&t.code, suffix))
+        self.types.iter().find(|t| capitalized_eq(t.code, suffix))
     }
 }
 
@@ -121,14 +121,14 @@ fn capitalized_eq(code: &str, suffix: &str) -> bool {
 /// A resource or complex datatype.
 #[derive(Debug)]
 pub struct TypeDef {
-    pub name: String,
+    pub name: &'static str,
     pub kind: TypeKind,
     pub is_abstract: bool,
     /// The type it specializes (`DomainResource`, `Element`, `BackboneElement`...).
-    pub base: Option<String>,
+    pub base: Option<&'static str>,
     pub elements: Vec<ElementDef>,
     /// Element indexes by parent path, so a JSON object is checked against its own children only.
-    children: HashMap<String, Vec<usize>>,
+    children: HashMap<&'static str, Vec<usize>>,
 }
 
 impl TypeDef {
@@ -149,7 +149,7 @@ impl TypeDef {
 /// A primitive type: its regex (anchored) and the JSON representation it takes.
 #[derive(Debug)]
 pub struct PrimitiveDef {
-    pub name: String,
+    pub name: &'static str,
     pub regex: Option<Regex>,
     pub json: PrimitiveJson,
 }
@@ -167,17 +167,17 @@ pub enum PrimitiveJson {
 /// All the compiled tables.
 #[derive(Debug)]
 pub struct Definitions {
-    pub types: HashMap<String, TypeDef>,
-    pub primitives: HashMap<String, PrimitiveDef>,
+    pub types: HashMap<&'static str, TypeDef>,
+    pub primitives: HashMap<&'static str, PrimitiveDef>,
     /// Enumerated required-binding value sets: canonical URL -> (system, code) pairs.
-    value_sets: HashMap<String, ValueSetCodes>,
+    value_sets: HashMap<&'static str, ValueSetCodes>,
 }
 
 /// The codes of an enumerated value set.
 #[derive(Debug, Default)]
 pub struct ValueSetCodes {
-    pairs: HashSet<(String, String)>,
-    codes: HashSet<String>,
+    pairs: HashSet<(&'static str, &'static str)>,
+    codes: HashSet<&'static str>,
 }
 
 impl ValueSetCodes {
@@ -187,7 +187,8 @@ impl ValueSetCodes {
     }
 
     pub fn contains(&self, system: &str, code: &str) -> bool {
-        self.pairs.contains(&(system.to_owned(), code.to_owned()))
+        // The set borrows the embedded table, so look up by value without allocating.
+        self.pairs.contains(&(system, code))
     }
 
     pub fn len(&self) -> usize {
@@ -236,7 +237,7 @@ pub fn resource_types() -> Vec<&'static str> {
         .types
         .values()
         .filter(|t| t.kind == TypeKind::Resource && !t.is_abstract)
-        .map(|t| t.name.as_str())
+        .map(|t| t.name)
         .collect();
     names.sort_unstable();
     names
@@ -251,63 +252,63 @@ pub enum TableError {
     Regex { name: String, source: regex::Error },
 }
 
+// The raw rows borrow from the embedded JSON (no escapes in names, paths or URLs), which keeps
+// the one-time parse well under the 50 ms budget. Regexes contain escapes, so they are owned.
 #[derive(Deserialize)]
-struct RawTypes {
-    primitives: HashMap<String, RawPrimitive>,
-    types: HashMap<String, RawType>,
+struct RawTypes<'a> {
+    #[serde(borrow)]
+    primitives: HashMap<&'a str, RawPrimitive<'a>>,
+    #[serde(borrow)]
+    types: HashMap<&'a str, RawType<'a>>,
 }
 
 #[derive(Deserialize)]
-struct RawPrimitive {
+struct RawPrimitive<'a> {
     regex: Option<String>,
-    base: Option<String>,
+    #[serde(borrow)]
+    base: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
-struct RawType {
+struct RawType<'a> {
     kind: TypeKind,
     #[serde(rename = "abstract")]
     is_abstract: bool,
-    base: Option<String>,
-    elements: Vec<RawElement>,
+    #[serde(borrow)]
+    base: Option<&'a str>,
+    #[serde(borrow)]
+    elements: Vec<RawElement<'a>>,
 }
 
 /// `[path, [[code, target...]...], min, max, contentReference, requiredBinding]`
 #[derive(Deserialize)]
-struct RawElement(
-    String,
-    Vec<Vec<String>>,
+struct RawElement<'a>(
+    &'a str,
+    #[serde(borrow)] Vec<Vec<&'a str>>,
     u32,
-    String,
-    Option<String>,
-    Option<String>,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
 );
 
 fn load() -> Result<Definitions, TableError> {
-    let raw: RawTypes = serde_json::from_str(TYPES_JSON)?;
+    let raw: RawTypes<'static> = serde_json::from_str(TYPES_JSON)?;
     let mut primitives = HashMap::with_capacity(raw.primitives.len());
-    for (name, p) in &raw.primitives {
+    for (name, p) in raw.primitives {
         let regex = match &p.regex {
             // FHIR regexes are implicitly anchored (XML Schema semantics).
             Some(r) => {
                 Some(
                     Regex::new(&format!("^(?:{r})$")).map_err(|source| TableError::Regex {
-                        name: name.clone(),
+                        name: name.to_owned(),
                         source,
                     })?,
                 )
             }
             None => None,
         };
-        let json = primitive_json(name, p.base.as_deref());
-        primitives.insert(
-            name.clone(),
-            PrimitiveDef {
-                name: name.clone(),
-                regex,
-                json,
-            },
-        );
+        let json = primitive_json(name, p.base);
+        primitives.insert(name, PrimitiveDef { name, regex, json });
     }
     let mut types = HashMap::with_capacity(raw.types.len());
     for (name, t) in raw.types {
@@ -315,38 +316,34 @@ fn load() -> Result<Definitions, TableError> {
             .elements
             .into_iter()
             .map(
-                |RawElement(path, tys, min, max, content_reference, binding)| {
-                    let name = path.rsplit('.').next().unwrap_or(&path).to_owned();
-                    ElementDef {
-                        types: tys
-                            .into_iter()
-                            .filter_map(|mut v| {
-                                if v.is_empty() {
-                                    return None;
-                                }
-                                let code = v.remove(0);
-                                Some(TypeRef { code, targets: v })
+                |RawElement(path, tys, min, max, content_reference, binding)| ElementDef {
+                    name: path.rsplit('.').next().unwrap_or(path),
+                    path,
+                    types: tys
+                        .into_iter()
+                        .filter_map(|v| {
+                            let (code, targets) = v.split_first()?;
+                            Some(TypeRef {
+                                code,
+                                targets: targets.to_vec(),
                             })
-                            .collect(),
-                        name,
-                        path,
-                        min,
-                        max: Max::parse(&max),
-                        content_reference: content_reference
-                            .map(|c| c.trim_start_matches('#').to_owned()),
-                        required_binding: binding,
-                    }
+                        })
+                        .collect(),
+                    min,
+                    max: Max::parse(max),
+                    content_reference: content_reference.map(|c| c.trim_start_matches('#')),
+                    required_binding: binding,
                 },
             )
             .collect();
-        let mut children: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut children: HashMap<&'static str, Vec<usize>> = HashMap::new();
         for (i, e) in elements.iter().enumerate() {
             if let Some((parent, _)) = e.path.rsplit_once('.') {
-                children.entry(parent.to_owned()).or_default().push(i);
+                children.entry(parent).or_default().push(i);
             }
         }
         types.insert(
-            name.clone(),
+            name,
             TypeDef {
                 name,
                 kind: t.kind,
@@ -357,15 +354,16 @@ fn load() -> Result<Definitions, TableError> {
             },
         );
     }
-    let raw_vs: HashMap<String, Vec<(String, Vec<String>)>> = serde_json::from_str(VALUESETS_JSON)?;
+    let raw_vs: HashMap<&'static str, Vec<(&'static str, Vec<&'static str>)>> =
+        serde_json::from_str(VALUESETS_JSON)?;
     let value_sets = raw_vs
         .into_iter()
         .map(|(url, systems)| {
             let mut codes = ValueSetCodes::default();
             for (system, list) in systems {
                 for code in list {
-                    codes.codes.insert(code.clone());
-                    codes.pairs.insert((system.clone(), code));
+                    codes.codes.insert(code);
+                    codes.pairs.insert((system, code));
                 }
             }
             (url, codes)
@@ -410,11 +408,11 @@ mod tests {
             .expect("value[x]");
         assert!(value.is_choice());
         assert_eq!(
-            value.choice_type("valueQuantity").map(|t| t.code.as_str()),
+            value.choice_type("valueQuantity").map(|t| t.code),
             Some("Quantity")
         );
         assert_eq!(
-            value.choice_type("valueDateTime").map(|t| t.code.as_str()),
+            value.choice_type("valueDateTime").map(|t| t.code),
             Some("dateTime")
         );
         assert!(value.choice_type("valueFoo").is_none());

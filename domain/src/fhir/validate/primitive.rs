@@ -7,7 +7,7 @@ use crate::fhir::definitions::{PrimitiveDef, PrimitiveJson};
 
 /// Checks a primitive value; returns a message describing the problem, if any.
 pub(super) fn check(def: &PrimitiveDef, value: &Value) -> Option<String> {
-    let name = def.name.as_str();
+    let name = def.name;
     let text = match (def.json, value) {
         (PrimitiveJson::Boolean, Value::Bool(_)) => return None,
         (PrimitiveJson::Integer | PrimitiveJson::Decimal, Value::Number(n)) => n.to_string(),

@@ -197,10 +197,10 @@ impl Walker<'_> {
                 );
                 continue;
             };
-            present.insert(el.name.as_str());
+            present.insert(el.name);
             // A choice element takes exactly one of its types.
             if el.is_choice() {
-                match choice_used.get(el.name.as_str()) {
+                match choice_used.get(el.name) {
                     Some(first) if *first != name => {
                         self.push(
                             IssueCode::Structure,
@@ -213,14 +213,14 @@ impl Walker<'_> {
                         continue;
                     }
                     _ => {
-                        choice_used.insert(el.name.as_str(), name);
+                        choice_used.insert(el.name, name);
                     }
                 }
             }
             // Resource.id is typed string in the R4 snapshot, but a logical id has the id format.
             let ty_code = match ty {
                 Some(_) if is_resource_root && name == "id" => Some("id"),
-                Some(t) => Some(t.code.as_str()),
+                Some(t) => Some(t.code),
                 None => None,
             };
             let is_primitive = ty_code.is_some_and(|c| self.defs.primitive(c).is_some());
@@ -316,7 +316,7 @@ impl Walker<'_> {
         }
         // Required elements of this object.
         for el in td.children_of(path) {
-            if el.min > 0 && !present.contains(el.name.as_str()) {
+            if el.min > 0 && !present.contains(el.name) {
                 let message = if el.is_choice() {
                     format!("Missing required element '{}' (one of its types)", el.name)
                 } else {
@@ -439,7 +439,7 @@ impl Walker<'_> {
     }
 
     /// Reference.reference format and target type.
-    fn reference(&mut self, item: &Value, targets: &[String], expr: &str) {
+    fn reference(&mut self, item: &Value, targets: &[&str], expr: &str) {
         let Some(reference) = item.get("reference").and_then(Value::as_str) else {
             return;
         };
@@ -535,8 +535,8 @@ impl Walker<'_> {
             Some(t)
         };
         let Some(type_name) = type_name else { return };
-        let open = targets.is_empty() || targets.iter().any(|t| t == "Resource");
-        if !open && !targets.iter().any(|t| t == type_name) {
+        let open = targets.is_empty() || targets.iter().any(|t| *t == "Resource");
+        if !open && !targets.iter().any(|t| *t == type_name) {
             self.push(
                 IssueCode::Value,
                 &ref_expr,

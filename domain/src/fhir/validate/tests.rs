@@ -600,3 +600,31 @@ fn crosscheck_verdicts() {
     }
     std::fs::write(output, out).expect("write output");
 }
+
+/// Prints table parse time and validation throughput; run with
+/// `cargo test -p sphere-domain --release -- --ignored --nocapture validator_throughput`.
+#[test]
+#[ignore = "timing report, not a check"]
+fn validator_throughput() {
+    let start = std::time::Instant::now();
+    let _ = crate::fhir::definitions::definitions();
+    let _ = crate::fhir::search_parameters("Patient");
+    let _ = crate::fhir::profiles_for("Patient");
+    let _ = crate::fhir::capability();
+    println!("tables parsed in {:?}", start.elapsed());
+    let all = fixtures();
+    let rounds = 2_000;
+    let start = std::time::Instant::now();
+    let mut issues = 0;
+    for _ in 0..rounds {
+        for r in &all {
+            issues += validate(r).len();
+        }
+    }
+    let n = rounds * all.len();
+    let elapsed = start.elapsed();
+    println!(
+        "{n} validations in {elapsed:?}: {:.0}/s ({issues} issues)",
+        n as f64 / elapsed.as_secs_f64()
+    );
+}
