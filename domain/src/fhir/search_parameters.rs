@@ -97,7 +97,7 @@ fn table() -> &'static SearchTable {
         for (type_name, params) in by_type.iter_mut() {
             let domain = defs
                 .type_def(type_name)
-                .is_some_and(|t| t.base.as_deref() == Some("DomainResource"));
+                .is_some_and(|t| t.base == Some("DomainResource"));
             for common in &raw.common {
                 let applies = common.base.as_deref() != Some("DomainResource") || domain;
                 if applies && !params.iter().any(|p| p.code == common.code) {

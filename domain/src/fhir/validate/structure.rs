@@ -387,9 +387,9 @@ impl Walker<'_> {
             };
             self.resource(item, Some(expr), depth + 1, position);
             return;
-        } else if td.children_of(&el.path).next().is_some() {
+        } else if td.children_of(el.path).next().is_some() {
             // BackboneElement / Element defined inline in this type.
-            self.nested_object(item, td, &el.path, expr, depth);
+            self.nested_object(item, td, el.path, expr, depth);
         } else if let Some(datatype) = self.defs.type_def(code) {
             if !self.nested_object(item, datatype, code, expr, depth) {
                 return;
@@ -535,8 +535,8 @@ impl Walker<'_> {
             Some(t)
         };
         let Some(type_name) = type_name else { return };
-        let open = targets.is_empty() || targets.iter().any(|t| *t == "Resource");
-        if !open && !targets.iter().any(|t| *t == type_name) {
+        let open = targets.is_empty() || targets.contains(&"Resource");
+        if !open && !targets.contains(&type_name) {
             self.push(
                 IssueCode::Value,
                 &ref_expr,
