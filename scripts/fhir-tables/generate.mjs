@@ -495,8 +495,21 @@ for (const url of [...bindingUrls].sort()) {
 
 // ---------------------------------------------------------------------------------------------
 fs.mkdirSync(outDir, { recursive: true });
+// One entry of each top-level map or array per line: compact, yet a regeneration shows up in
+// `git diff` as the types, parameters or profiles that changed.
+function linewise(value) {
+  if (Array.isArray(value)) return `[\n${value.map((v) => JSON.stringify(v)).join(',\n')}\n]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value).map(([k, v]) => {
+      const big = v && typeof v === 'object' && JSON.stringify(v).length > 2000;
+      return `${JSON.stringify(k)}:${big ? linewise(v) : JSON.stringify(v)}`;
+    });
+    return `{\n${entries.join(',\n')}\n}`;
+  }
+  return JSON.stringify(value);
+}
 const write = (name, value) => {
-  const text = JSON.stringify(value);
+  const text = linewise(value);
   fs.writeFileSync(path.join(outDir, name), text + '\n');
   console.log(`${name}: ${(text.length / 1024).toFixed(0)} KiB`);
 };
