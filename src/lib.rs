@@ -5,3 +5,4 @@
 //! `sphere-projections`.
 
 pub mod eventlog;
+pub mod generate;

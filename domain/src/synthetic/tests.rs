@@ -1035,3 +1035,27 @@ fn every_generated_resource_passes_the_fhir_validator() {
         failures.len()
     );
 }
+
+/// Prints the generation rate (no assertion: speed is measured by `cargo bench --bench synthetic`).
+/// Run with `cargo test --release -p sphere-domain synthetic::tests::print_rate -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_rate() {
+    let config = GenerateConfig {
+        patients: 500,
+        ..GenerateConfig::default()
+    };
+    let start = std::time::Instant::now();
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    generate(&config, &mut |r| {
+        n += 1;
+        bytes += serde_json::to_vec(&r).map(|v| v.len()).unwrap_or(0);
+    });
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{n} resources, {} MB in {secs:.2}s: {:.0} resources/s",
+        bytes / 1_000_000,
+        n as f64 / secs
+    );
+}

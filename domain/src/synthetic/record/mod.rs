@@ -369,8 +369,8 @@ impl<S: FnMut(Value)> Record<'_, S> {
         }
         if adult {
             // An earlier legal name (e.g. before marriage), closed when the current one began.
-            let changed = self.birth.to_days()
-                + 365 * (self.age_years().min(40) / 2 + 18).min(self.age_years());
+            // Changed half-way between the 18th birthday and now.
+            let changed = self.birth.to_days() + 365 * (18 + (self.age_years() - 18) / 2);
             official["period"] = json!({"start": CalendarDate::from_days(changed).to_string()});
             names.push(official);
             names.push(json!({
