@@ -206,17 +206,6 @@ const usCoreExtensions = [];
 const isPatternKey = (k) => k.startsWith('pattern') || k.startsWith('fixed');
 
 for (const sd of usCoreSds.sort((a, b) => a.url.localeCompare(b.url))) {
-  if (sd.type === 'Extension') {
-    // Extensions: record url and which value[x] types they allow, for shape checks later.
-    const valueEl = sd.snapshot.element.find((e) => e.id === 'Extension.value[x]');
-    usCoreExtensions.push({
-      url: sd.url,
-      name: sd.name,
-      complex: !valueEl || valueEl.max === '0',
-      value_types: valueEl && valueEl.max !== '0' ? (valueEl.type ?? []).map((t) => t.code) : [],
-    });
-    continue;
-  }
   const elements = sd.snapshot.element;
   const byId = new Map(elements.map((e) => [e.id, e]));
   // Build a constraint tree keyed by element id; slices hang off their sliced element.
@@ -243,6 +232,13 @@ for (const sd of usCoreSds.sort((a, b) => a.url.localeCompare(b.url))) {
       children: [],
       slices: [],
     };
+    // A profile may narrow a choice (effective[x] to dateTime|Period, an extension's value[x] to
+    // Coding): record the allowed types when they are fewer than the base allows.
+    if (seg.endsWith('[x]') && el.type?.length && el.max !== '0') {
+      const basePath = el.base?.path ?? el.path;
+      const baseEl = types[basePath.split('.')[0]]?.elements.find(([p]) => p === basePath);
+      if (baseEl && el.type.length < baseEl[1].length) node.types = el.type.map((t) => t.code);
+    }
     for (const k of Object.keys(el)) {
       if (k.startsWith('fixed')) node.fixed = el[k];
       if (k.startsWith('pattern')) node.pattern = el[k];
@@ -323,9 +319,17 @@ for (const sd of usCoreSds.sort((a, b) => a.url.localeCompare(b.url))) {
       })
       .filter((s) => s.tests !== null && (s.min > 0 || s.max !== '*' || s.children?.length || s.slices?.length));
     const tighter = node.min > (inSlice ? 0 : node.base_min) || (node.max !== '*' && node.max !== node.base_max);
-    const keep = tighter || node.fixed !== null || node.pattern !== null || node.binding || node.children.length || node.slices.length;
+    const keep =
+      tighter ||
+      node.fixed !== null ||
+      node.pattern !== null ||
+      node.binding ||
+      node.types ||
+      node.children.length ||
+      node.slices.length;
     if (!keep) return null;
     const out = { name: node.name, min: node.min, max: node.max };
+    if (node.types) out.types = node.types;
     if (node.fixed !== null) out.fixed = node.fixed;
     if (node.pattern !== null) out.pattern = node.pattern;
     if (node.binding) out.binding = node.binding;
@@ -334,6 +338,18 @@ for (const sd of usCoreSds.sort((a, b) => a.url.localeCompare(b.url))) {
     return out;
   };
   const tree = prune(root, false) ?? { name: sd.type, min: 0, max: '*' };
+  if (sd.type === 'Extension') {
+    // Extension definitions apply wherever their url is used, whatever the resource claims.
+    const valueEl = sd.snapshot.element.find((e) => e.id === 'Extension.value[x]');
+    usCoreExtensions.push({
+      url: sd.url,
+      name: sd.name,
+      complex: !valueEl || valueEl.max === '0',
+      value_types: valueEl && valueEl.max !== '0' ? (valueEl.type ?? []).map((t) => t.code) : [],
+      constraints: tree,
+    });
+    continue;
+  }
   profiles.push({
     url: sd.url,
     name: sd.name,

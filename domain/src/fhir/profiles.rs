@@ -27,6 +27,9 @@ pub struct ProfileNode {
     /// The value must contain this (FHIR pattern semantics).
     #[serde(default)]
     pub pattern: Option<Value>,
+    /// For a choice element the profile narrows: the allowed type codes (`dateTime`, `Period`).
+    #[serde(default)]
+    pub types: Vec<String>,
     /// A required binding that differs from the base resource's.
     #[serde(default)]
     pub binding: Option<String>,
@@ -68,6 +71,8 @@ pub struct ExtensionDef {
     /// Complex extensions carry nested `extension` instead of `value[x]`.
     pub complex: bool,
     pub value_types: Vec<String>,
+    /// Its constraint tree, rooted at `Extension`.
+    pub constraints: ProfileNode,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +138,11 @@ pub fn all_profiles() -> &'static [Profile] {
 /// The US Core extension definitions (race, ethnicity, birthsex...).
 pub fn us_core_extensions() -> &'static [ExtensionDef] {
     &table().extensions
+}
+
+/// A US Core extension definition by its url.
+pub fn us_core_extension(url: &str) -> Option<&'static ExtensionDef> {
+    table().extensions.iter().find(|e| e.url == url)
 }
 
 #[cfg(test)]

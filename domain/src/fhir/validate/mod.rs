@@ -134,6 +134,7 @@ pub fn validate(resource: &Value) -> Vec<Issue> {
     let Some(resource_type) = structure::check_resource(resource, &mut issues) else {
         return issues;
     };
+    profile::check_extensions(resource, resource_type, &mut issues);
     profile::check_claimed_profiles(resource, resource_type, &mut issues);
     issues
 }
@@ -145,6 +146,7 @@ pub fn validate_against(resource: &Value, profile_url: &str) -> Vec<Issue> {
     let Some(resource_type) = structure::check_resource(resource, &mut issues) else {
         return issues;
     };
+    profile::check_extensions(resource, resource_type, &mut issues);
     profile::check_profile(resource, resource_type, profile_url, &mut issues);
     issues
 }

@@ -1,11 +1,12 @@
 //! US Core profile constraints: evaluates a profile's constraint tree (cardinality, fixed and
-//! pattern values, required bindings, value/pattern-discriminated slices) over a resource that
-//! already passed the structural walk.
+//! pattern values, narrowed choice types, required bindings, value/pattern/binding-discriminated
+//! slices) over a resource that already passed the structural walk. US Core extension
+//! definitions are applied the same way wherever their url is used.
 
 use serde_json::Value;
 
 use super::{binding, Issue, IssueCode};
-use crate::fhir::profiles::{profile, ProfileNode};
+use crate::fhir::profiles::{profile, us_core_extension, ProfileNode};
 
 /// Checks every profile listed in `meta.profile`.
 pub(super) fn check_claimed_profiles(
@@ -54,6 +55,54 @@ pub(super) fn check_profile(
     ctx.children(&p.constraints, resource, resource_type);
 }
 
+/// Checks every use of a US Core extension, anywhere in the resource, against its definition.
+pub(super) fn check_extensions(resource: &Value, resource_type: &str, issues: &mut Vec<Issue>) {
+    walk_extensions(resource, resource_type, issues, 0);
+}
+
+fn walk_extensions(value: &Value, expr: &str, issues: &mut Vec<Issue>, depth: usize) {
+    // The structural walk already reported anything deeper as too costly.
+    if depth > 64 {
+        return;
+    }
+    match value {
+        Value::Object(obj) => {
+            for (key, child) in obj {
+                let child_expr = format!("{expr}.{key}");
+                if key == "extension" || key == "modifierExtension" {
+                    for (i, ext) in child.as_array().into_iter().flatten().enumerate() {
+                        let ext_expr = format!("{child_expr}[{i}]");
+                        let url = ext.get("url").and_then(Value::as_str);
+                        if let Some(def) = url.and_then(us_core_extension) {
+                            let mut ctx = Ctx {
+                                profile: &def.name,
+                                issues,
+                            };
+                            ctx.children(&def.constraints, ext, &ext_expr);
+                        }
+                        walk_extensions(ext, &ext_expr, issues, depth + 1);
+                    }
+                } else {
+                    walk_extensions(child, &child_expr, issues, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk_extensions(item, &format!("{expr}[{i}]"), issues, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One value found under a profile node, with its JSON key and location.
+struct Located<'v> {
+    expr: String,
+    key: &'v str,
+    value: &'v Value,
+}
+
 struct Ctx<'a> {
     profile: &'a str,
     issues: &'a mut Vec<Issue>,
@@ -78,8 +127,9 @@ impl Ctx<'_> {
     }
 
     /// Applies `node` to all the values it names under one parent.
-    fn node(&mut self, node: &ProfileNode, values: &[(String, &Value)], parent_expr: &str) {
+    fn node(&mut self, node: &ProfileNode, values: &[Located<'_>], parent_expr: &str) {
         let shown = node.name.trim_end_matches("[x]");
+        let at = format!("{parent_expr}.{shown}");
         if (values.len() as u64) < u64::from(node.min) {
             let message = if values.is_empty() {
                 format!("Missing required element '{}'", node.name)
@@ -91,60 +141,73 @@ impl Ctx<'_> {
                     values.len()
                 )
             };
-            self.error(
-                IssueCode::Required,
-                format!("{parent_expr}.{shown}"),
-                message,
-            );
+            self.error(IssueCode::Required, at.clone(), message);
         }
         if !node.max.allows(values.len()) {
-            self.error(
-                IssueCode::Structure,
-                format!("{parent_expr}.{shown}"),
+            let message = if node.max == crate::fhir::definitions::Max::Bounded(0) {
+                format!("'{}' is not allowed here", node.name)
+            } else {
                 format!(
                     "'{}' allows at most {} item(s), found {}",
                     node.name,
                     node.max,
                     values.len()
-                ),
-            );
+                )
+            };
+            self.error(IssueCode::Structure, at.clone(), message);
         }
-        for (expr, value) in values {
+        for v in values {
+            if !node.types.is_empty() {
+                let stem = node.name.trim_end_matches("[x]");
+                let suffix = v
+                    .key
+                    .trim_start_matches('_')
+                    .strip_prefix(stem)
+                    .unwrap_or("");
+                if !node.types.iter().any(|t| capitalized_eq(t, suffix)) {
+                    self.error(
+                        IssueCode::Structure,
+                        v.expr.clone(),
+                        format!(
+                            "Type {suffix} is not allowed for '{}'; allowed: {}",
+                            node.name,
+                            node.types.join(", ")
+                        ),
+                    );
+                }
+            }
             if let Some(fixed) = &node.fixed {
-                if *value != fixed {
+                if v.value != fixed {
                     self.error(
                         IssueCode::Value,
-                        expr.clone(),
+                        v.expr.clone(),
                         format!("Value must be exactly {fixed}"),
                     );
                 }
             }
             if let Some(pattern) = &node.pattern {
-                if !matches_pattern(value, pattern) {
+                if !matches_pattern(v.value, pattern) {
                     self.error(
                         IssueCode::Value,
-                        expr.clone(),
+                        v.expr.clone(),
                         format!("Value must match the pattern {pattern}"),
                     );
                 }
             }
             if let Some(vs) = &node.binding {
-                if let Some(message) = binding::check(vs, value) {
-                    self.error(IssueCode::CodeInvalid, expr.clone(), message);
+                if let Some(message) = binding::check(vs, v.value) {
+                    self.error(IssueCode::CodeInvalid, v.expr.clone(), message);
                 }
             }
-            self.children(node, value, expr);
+            self.children(node, v.value, &v.expr);
         }
         for slice in &node.slices {
-            let members: Vec<(String, &Value)> = values
-                .iter()
-                .filter(|(_, v)| in_slice(slice, v))
-                .map(|(e, v)| (e.clone(), *v))
-                .collect();
+            let members: Vec<&Located<'_>> =
+                values.iter().filter(|v| in_slice(slice, v.value)).collect();
             if (members.len() as u64) < u64::from(slice.min) {
                 self.error(
                     IssueCode::Required,
-                    format!("{parent_expr}.{shown}"),
+                    at.clone(),
                     format!(
                         "'{}' needs at least {} item(s) matching slice '{}' ({})",
                         node.name,
@@ -157,7 +220,7 @@ impl Ctx<'_> {
             if !slice.max.allows(members.len()) {
                 self.error(
                     IssueCode::Structure,
-                    format!("{parent_expr}.{shown}"),
+                    at.clone(),
                     format!(
                         "'{}' allows at most {} item(s) in slice '{}', found {}",
                         node.name,
@@ -167,16 +230,27 @@ impl Ctx<'_> {
                     ),
                 );
             }
-            for (expr, member) in &members {
-                self.children(slice, member, expr);
+            for member in members {
+                self.children(slice, member.value, &member.expr);
             }
         }
     }
 }
 
+/// `code` with its first letter upper-cased equals `suffix` (`dateTime` ~ `DateTime`).
+fn capitalized_eq(code: &str, suffix: &str) -> bool {
+    let mut c = code.chars();
+    let mut s = suffix.chars();
+    match (c.next(), s.next()) {
+        (Some(a), Some(b)) => a.to_ascii_uppercase() == b && c.as_str() == s.as_str(),
+        _ => false,
+    }
+}
+
 /// The values of `name` in `instance` with their locations; `value[x]` matches any `valueFoo`.
-/// Arrays are flattened; nulls (placeholders in primitive arrays) are skipped.
-fn values_of<'v>(instance: &'v Value, name: &str, expr: &str) -> Vec<(String, &'v Value)> {
+/// Arrays are flattened; nulls (placeholders in primitive arrays) are skipped, and a primitive
+/// that has only extensions (`_questionnaire`) counts as present.
+fn values_of<'v>(instance: &'v Value, name: &str, expr: &str) -> Vec<Located<'v>> {
     let Value::Object(obj) = instance else {
         return Vec::new();
     };
@@ -193,33 +267,53 @@ fn values_of<'v>(instance: &'v Value, name: &str, expr: &str) -> Vec<(String, &'
         if !matches {
             continue;
         }
-        // A primitive may carry only extensions (`_questionnaire`): it is present all the same.
         let twin = obj.get(&format!("_{key}"));
         match value {
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
                     if !v.is_null() {
-                        out.push((format!("{expr}.{key}[{i}]"), v));
+                        out.push(Located {
+                            expr: format!("{expr}.{key}[{i}]"),
+                            key,
+                            value: v,
+                        });
                     } else if let Some(t) = twin.and_then(|t| t.get(i)).filter(|t| !t.is_null()) {
-                        out.push((format!("{expr}._{key}[{i}]"), t));
+                        out.push(Located {
+                            expr: format!("{expr}._{key}[{i}]"),
+                            key,
+                            value: t,
+                        });
                     }
                 }
             }
             Value::Null => {}
-            v => out.push((format!("{expr}.{key}"), v)),
+            v => out.push(Located {
+                expr: format!("{expr}.{key}"),
+                key,
+                value: v,
+            }),
         }
     }
     if choice_stem.is_none() && !obj.contains_key(name) {
-        match obj.get(&format!("_{name}")) {
-            Some(Value::Array(items)) => out.extend(
-                items
+        if let Some((key, twin)) = obj.get_key_value(&format!("_{name}")) {
+            let items: Vec<(Option<usize>, &Value)> = match twin {
+                Value::Array(items) => items
                     .iter()
                     .enumerate()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(i, v)| (format!("{expr}._{name}[{i}]"), v)),
-            ),
-            Some(Value::Null) | None => {}
-            Some(v) => out.push((format!("{expr}._{name}"), v)),
+                    .map(|(i, v)| (Some(i), v))
+                    .collect(),
+                v => vec![(None, v)],
+            };
+            for (i, v) in items.into_iter().filter(|(_, v)| !v.is_null()) {
+                out.push(Located {
+                    expr: match i {
+                        Some(i) => format!("{expr}.{key}[{i}]"),
+                        None => format!("{expr}.{key}"),
+                    },
+                    key,
+                    value: v,
+                });
+            }
         }
     }
     out
@@ -236,7 +330,7 @@ fn in_slice(slice: &ProfileNode, value: &Value) -> bool {
             for seg in path.split('.').filter(|s| !s.is_empty()) {
                 current = current
                     .into_iter()
-                    .flat_map(|v| values_of(v, seg, "").into_iter().map(|(_, x)| x))
+                    .flat_map(|v| values_of(v, seg, "").into_iter().map(|l| l.value))
                     .collect();
             }
             current.into_iter().any(|v| matches_pattern(v, expected))
@@ -299,6 +393,7 @@ mod tests {
         let obs = json!({"valueQuantity": {"value": 1}, "value": 2, "valueless": 3});
         let v = values_of(&obs, "value[x]", "Observation");
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].0, "Observation.valueQuantity");
+        assert_eq!(v[0].expr, "Observation.valueQuantity");
+        assert_eq!(v[0].key, "valueQuantity");
     }
 }

@@ -414,6 +414,51 @@ fn us_core_value_set_slices_need_a_member() {
 }
 
 #[test]
+fn us_core_extensions_are_checked_wherever_used() {
+    let race = |sub: Value| {
+        let mut p = patient();
+        p["extension"] = json!([{
+            "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+            "extension": sub
+        }]);
+        p
+    };
+    let omb = json!({"url": "ombCategory", "valueCoding":
+        {"system": "urn:oid:2.16.840.1.113883.6.238", "code": "2106-3"}});
+    let text = json!({"url": "text", "valueString": "White"});
+    assert!(errors(&race(json!([omb.clone(), text.clone()]))).is_empty());
+    // The text sub-extension is mandatory.
+    assert_error(
+        race(json!([omb.clone()])),
+        IssueCode::Required,
+        "Patient.extension[0].extension",
+    );
+    // ombCategory carries a Coding, not a string.
+    assert_error(
+        race(json!([{"url": "ombCategory", "valueString": "White"}, text.clone()])),
+        IssueCode::Structure,
+        "Patient.extension[0].extension[0].valueString",
+    );
+    // A complex extension has no value of its own.
+    let mut p = race(json!([omb, text]));
+    p["extension"][0]["valueString"] = json!("x");
+    assert_error(p, IssueCode::Structure, "Patient.extension[0].value");
+    // (Its binding, like the other US Core extension bindings, points at VSAC value sets that
+    // are not enumerable from the packages, so codes are not checked there.)
+}
+
+#[test]
+fn us_core_narrowed_choice_types_are_enforced() {
+    let mut o = fixtures()
+        .into_iter()
+        .find(|r| r["id"] == "weight-1")
+        .expect("weight fixture");
+    o.as_object_mut().expect("object").remove("effectivePeriod");
+    o["effectiveInstant"] = json!("2024-03-01T09:00:00Z");
+    assert_error(o, IssueCode::Structure, "Observation.effectiveInstant");
+}
+
+#[test]
 fn us_core_extension_slices_limit_repeats() {
     let mut p = us_core_patient();
     let birthsex = json!({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex",
