@@ -68,7 +68,10 @@ fn all_strings(resources: &[Value], resource_type: &str, key: &str) -> BTreeSet<
 /// Values reached by a dotted path; arrays are flattened and `x[x]` matches any `x...` key.
 fn walk<'a>(value: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
     let Some((head, rest)) = path.split_first() else {
-        out.push(value);
+        match value {
+            Value::Array(items) => out.extend(items.iter()),
+            other => out.push(other),
+        }
         return;
     };
     match value {
@@ -486,6 +489,38 @@ fn transaction_bundle_puts_each_resource_at_its_own_url() {
             )
         );
     }
+}
+
+#[test]
+fn every_must_support_reference_points_at_each_of_its_target_types() {
+    let resources = default_population();
+    let mut missing = Vec::new();
+    for (profile, path, targets) in MUST_SUPPORT_REFERENCES {
+        let segments: Vec<&str> = path.split('.').collect();
+        let mut seen_types = BTreeSet::new();
+        for r in resources.iter().filter(|r| profile_of(r) == Some(*profile)) {
+            let mut out = Vec::new();
+            walk(r, &segments, &mut out);
+            for value in out {
+                if let Some(t) = value["reference"]
+                    .as_str()
+                    .and_then(|s| s.split('/').next())
+                {
+                    seen_types.insert(t.to_owned());
+                }
+            }
+        }
+        for target in targets.iter() {
+            if !seen_types.contains(*target) {
+                missing.push(format!("{profile}.{path} -> {target}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "Must Support references without a target of that type:\n{}",
+        missing.join("\n")
+    );
 }
 
 /// Writes the default population as NDJSON per type into `$SYNTHETIC_DUMP_DIR` (for the external
@@ -1059,3 +1094,164 @@ fn print_rate() {
         n as f64 / secs
     );
 }
+
+/// Must Support references and their target types, from the US Core 6.1.0 test kit metadata.
+const MUST_SUPPORT_REFERENCES: &[(&str, &str, &[&str])] = &[
+    ("us-core-allergyintolerance", "patient", &["Patient"]),
+    ("us-core-careplan", "subject", &["Patient"]),
+    ("us-core-careteam", "subject", &["Patient"]),
+    (
+        "us-core-careteam",
+        "participant.member",
+        &["Practitioner", "PractitionerRole", "RelatedPerson"],
+    ),
+    (
+        "us-core-condition-encounter-diagnosis",
+        "subject",
+        &["Patient"],
+    ),
+    (
+        "us-core-condition-encounter-diagnosis",
+        "encounter",
+        &["Encounter"],
+    ),
+    (
+        "us-core-condition-problems-health-concerns",
+        "subject",
+        &["Patient"],
+    ),
+    ("us-core-coverage", "beneficiary", &["Patient"]),
+    ("us-core-coverage", "payor", &["Organization"]),
+    ("us-core-implantable-device", "patient", &["Patient"]),
+    ("us-core-diagnosticreport-note", "subject", &["Patient"]),
+    ("us-core-diagnosticreport-note", "encounter", &["Encounter"]),
+    (
+        "us-core-diagnosticreport-note",
+        "performer",
+        &["Organization", "Practitioner"],
+    ),
+    ("us-core-diagnosticreport-note", "result", &["Observation"]),
+    ("us-core-diagnosticreport-lab", "subject", &["Patient"]),
+    (
+        "us-core-diagnosticreport-lab",
+        "performer",
+        &["Practitioner"],
+    ),
+    ("us-core-diagnosticreport-lab", "result", &["Observation"]),
+    ("us-core-documentreference", "subject", &["Patient"]),
+    ("us-core-documentreference", "author", &["Practitioner"]),
+    (
+        "us-core-documentreference",
+        "context.encounter",
+        &["Encounter"],
+    ),
+    ("us-core-encounter", "subject", &["Patient"]),
+    (
+        "us-core-encounter",
+        "participant.individual",
+        &["Practitioner"],
+    ),
+    ("us-core-encounter", "reasonReference", &["Condition"]),
+    ("us-core-encounter", "serviceProvider", &["Organization"]),
+    ("us-core-goal", "subject", &["Patient"]),
+    ("us-core-immunization", "patient", &["Patient"]),
+    (
+        "us-core-location",
+        "managingOrganization",
+        &["Organization"],
+    ),
+    ("us-core-medicationdispense", "subject", &["Patient"]),
+    (
+        "us-core-medicationdispense",
+        "performer.actor",
+        &["Organization"],
+    ),
+    (
+        "us-core-medicationdispense",
+        "authorizingPrescription",
+        &["MedicationRequest"],
+    ),
+    (
+        "us-core-medicationrequest",
+        "reportedReference",
+        &["Practitioner"],
+    ),
+    ("us-core-medicationrequest", "subject", &["Patient"]),
+    ("us-core-medicationrequest", "encounter", &["Encounter"]),
+    ("us-core-medicationrequest", "requester", &["Practitioner"]),
+    ("us-core-observation-lab", "subject", &["Patient"]),
+    ("us-core-observation-lab", "specimen", &["Specimen"]),
+    (
+        "us-core-observation-pregnancystatus",
+        "subject",
+        &["Patient"],
+    ),
+    (
+        "us-core-observation-pregnancyintent",
+        "subject",
+        &["Patient"],
+    ),
+    ("us-core-observation-occupation", "subject", &["Patient"]),
+    ("us-core-respiratory-rate", "subject", &["Patient"]),
+    ("us-core-simple-observation", "subject", &["Patient"]),
+    ("us-core-heart-rate", "subject", &["Patient"]),
+    ("us-core-body-temperature", "subject", &["Patient"]),
+    ("pediatric-weight-for-height", "subject", &["Patient"]),
+    ("us-core-pulse-oximetry", "subject", &["Patient"]),
+    ("us-core-smokingstatus", "subject", &["Patient"]),
+    (
+        "us-core-observation-sexual-orientation",
+        "subject",
+        &["Patient"],
+    ),
+    ("us-core-head-circumference", "subject", &["Patient"]),
+    ("us-core-body-height", "subject", &["Patient"]),
+    ("us-core-bmi", "subject", &["Patient"]),
+    (
+        "us-core-observation-screening-assessment",
+        "subject",
+        &["Patient"],
+    ),
+    (
+        "us-core-observation-screening-assessment",
+        "hasMember",
+        &["Observation"],
+    ),
+    (
+        "us-core-observation-screening-assessment",
+        "derivedFrom",
+        &["Observation", "QuestionnaireResponse"],
+    ),
+    ("us-core-blood-pressure", "subject", &["Patient"]),
+    (
+        "us-core-observation-clinical-result",
+        "subject",
+        &["Patient"],
+    ),
+    ("pediatric-bmi-for-age", "subject", &["Patient"]),
+    (
+        "head-occipital-frontal-circumference-percentile",
+        "subject",
+        &["Patient"],
+    ),
+    ("us-core-body-weight", "subject", &["Patient"]),
+    (
+        "us-core-practitionerrole",
+        "practitioner",
+        &["Practitioner"],
+    ),
+    (
+        "us-core-practitionerrole",
+        "organization",
+        &["Organization"],
+    ),
+    ("us-core-procedure", "subject", &["Patient"]),
+    ("us-core-provenance", "agent.who", &["Organization"]),
+    ("us-core-provenance", "agent.onBehalfOf", &["Organization"]),
+    ("us-core-questionnaireresponse", "subject", &["Patient"]),
+    ("us-core-questionnaireresponse", "author", &["Practitioner"]),
+    ("us-core-relatedperson", "patient", &["Patient"]),
+    ("us-core-servicerequest", "subject", &["Patient"]),
+    ("us-core-servicerequest", "requester", &["Practitioner"]),
+    ("us-core-specimen", "subject", &["Patient"]),
+];
