@@ -205,6 +205,34 @@ const mutations = [
     },
   ],
   [
+    'nested unknown element',
+    (r) => {
+      const hit = findFirst(r, (k, v) => isObj(v) && k !== 'meta');
+      if (!hit) return false;
+      hit[0][hit[1]].bogusElement = 'x';
+      return true;
+    },
+  ],
+  [
+    'extension value retyped',
+    (r) => {
+      const hit = findFirst(r, (k, v, parent) => k === 'valueCoding' && typeof parent.url === 'string');
+      if (!hit) return false;
+      delete hit[0].valueCoding;
+      hit[0].valueString = 'retyped';
+      return true;
+    },
+  ],
+  [
+    'effectiveDateTime as effectiveInstant',
+    (r) => {
+      if (typeof r.effectiveDateTime !== 'string' || !r.meta?.profile) return false;
+      delete r.effectiveDateTime;
+      r.effectiveInstant = '2020-01-01T00:00:00Z';
+      return true;
+    },
+  ],
+  [
     'code outside required value set',
     (r) => {
       if (typeof r.status !== 'string') return false;
