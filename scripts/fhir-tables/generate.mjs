@@ -500,6 +500,29 @@ for (const t of Object.keys(searchParams)) searchParams[t].sort((a, b) => a.code
 resourceLevel.sort((a, b) => a.code.localeCompare(b.code));
 
 // ---------------------------------------------------------------------------------------------
+// The Patient compartment (R4 CompartmentDefinition): which search parameters put a resource in
+// a patient's compartment. Drives compartment search, $everything, Bulk export and patient scopes.
+const compartmentDef = readJson(path.join(defsDir, 'compartmentdefinition-patient.json'));
+const patientCompartment = {
+  url: compartmentDef.url,
+  code: compartmentDef.code,
+  resources: Object.fromEntries(
+    compartmentDef.resource
+      .filter((r) => r.param?.length)
+      .map((r) => [r.code, r.param])
+      .sort(([a], [b]) => a.localeCompare(b)),
+  ),
+};
+for (const [type, params] of Object.entries(patientCompartment.resources)) {
+  if (!supported.includes(type)) continue;
+  for (const p of params) {
+    if (p !== '{def}' && !searchParams[type]?.some((d) => d.code === p)) {
+      throw new Error(`patient compartment names ${type}.${p}, which is not a search parameter`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Value set table for every required binding that is enumerable.
 const enumerated = {};
 let notEnumerable = 0;
@@ -535,6 +558,7 @@ write('valuesets.json', enumerated);
 write('search-parameters.json', { common: resourceLevel, by_type: searchParams });
 write('us-core-profiles.json', { version: '6.1.0', profiles, extensions: usCoreExtensions });
 write('capability.json', capability);
+write('patient-compartment.json', patientCompartment);
 const medplumVersion = readJson(path.join(defsDir, '..', '..', '..', 'package.json')).version;
 fs.writeFileSync(
   path.join(outDir, 'SOURCES.md'),

@@ -6,12 +6,14 @@
 //! search parameters, profiles and the CapabilityStatement. This module reads no files at run time.
 
 pub mod capability;
+pub mod compartment;
 pub mod definitions;
 pub mod profiles;
 pub mod search_parameters;
 pub mod validate;
 
 pub use capability::{capability, is_supported_resource_type, Capability};
+pub use compartment::{in_patient_compartment, patient_compartment_params};
 pub use definitions::{definitions, is_resource_type, resource_types};
 pub use profiles::{profile, profiles_for, Profile};
 pub use search_parameters::{search_parameter, search_parameters, SearchParamDef, SearchParamType};
