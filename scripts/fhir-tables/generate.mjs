@@ -394,8 +394,10 @@ const expectation = (x) =>
 const supported = [...new Set([...rest.resource.map((r) => r.type), ...EXTRA_SUPPORTED])].sort();
 for (const t of supported) if (!types[t] || types[t].kind !== 'resource') throw new Error(`unknown resource ${t}`);
 
+const usCoreIg = usCore.find((r) => r.resourceType === 'ImplementationGuide');
 const capability = {
   url: usCoreServer.url,
+  us_core_ig: `${usCoreIg.url}|${usCoreIg.version}`,
   version: usCoreServer.version,
   fhir_version: usCoreServer.fhirVersion,
   formats: (usCoreServer.format ?? []).filter(Boolean),

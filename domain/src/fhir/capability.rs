@@ -7,6 +7,10 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::profiles::profiles_for;
+use super::search_parameters::search_parameters;
 
 const CAPABILITY_JSON: &str = include_str!("generated/capability.json");
 
@@ -61,6 +65,8 @@ pub struct CapabilityResource {
 pub struct Capability {
     /// Canonical URL of the US Core server CapabilityStatement (for `instantiates`).
     pub url: String,
+    /// `ImplementationGuide` canonical with version, for `implementationGuide`.
+    pub us_core_ig: String,
     pub version: String,
     pub fhir_version: String,
     pub formats: Vec<String>,
@@ -97,6 +103,154 @@ pub fn is_supported_resource_type(name: &str) -> bool {
     capability().supported_types.iter().any(|t| t == name)
 }
 
+/// What this server instance does, beyond the tables: the values a CapabilityStatement needs
+/// that only the running server knows.
+#[derive(Debug, Clone)]
+pub struct ServerDescription {
+    /// The FHIR base URL (`https://ehr.example.org/fhir/r4`).
+    pub base_url: String,
+    pub software_name: String,
+    pub software_version: String,
+    /// `CapabilityStatement.date` (a FHIR dateTime).
+    pub date: String,
+    /// Type-level interactions offered on every supported type (`read`, `vread`, `search-type`...).
+    pub type_interactions: Vec<String>,
+    /// System-level interactions (`transaction`, `batch`, `search-system`, `history-system`).
+    pub system_interactions: Vec<String>,
+    /// System-level operations as (name, definition canonical), e.g. Bulk Data `$export`.
+    pub system_operations: Vec<(String, String)>,
+    /// Type-level operations per resource type, added to those US Core lists (`docref`).
+    pub type_operations: Vec<(String, String, String)>,
+    /// `rest.security`, filled in by the SMART authorization layer.
+    pub security: Option<Value>,
+}
+
+/// Builds the server's CapabilityStatement from the tables: every supported type with its
+/// base profile, US Core profiles, all its search parameters (with definitions), includes and
+/// operations; `instantiates` the US Core server CapabilityStatement.
+pub fn capability_statement(server: &ServerDescription) -> Value {
+    let cap = capability();
+    let resources: Vec<Value> = cap
+        .supported_types
+        .iter()
+        .map(|t| resource_entry(cap, t, server))
+        .collect();
+    let mut rest = Map::new();
+    rest.insert("mode".into(), json!("server"));
+    if let Some(security) = &server.security {
+        rest.insert("security".into(), security.clone());
+    }
+    rest.insert("resource".into(), Value::Array(resources));
+    rest.insert(
+        "interaction".into(),
+        server
+            .system_interactions
+            .iter()
+            .map(|code| json!({ "code": code }))
+            .collect(),
+    );
+    if !server.system_operations.is_empty() {
+        rest.insert(
+            "operation".into(),
+            server
+                .system_operations
+                .iter()
+                .map(|(name, definition)| json!({"name": name, "definition": definition}))
+                .collect(),
+        );
+    }
+    let mut guides = vec![cap.us_core_ig.clone()];
+    guides.extend(cap.implementation_guides.iter().cloned());
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": server.date,
+        "publisher": server.software_name,
+        "kind": "instance",
+        "instantiates": [cap.url],
+        "software": {"name": server.software_name, "version": server.software_version},
+        "implementation": {"description": server.software_name, "url": server.base_url},
+        "fhirVersion": cap.fhir_version,
+        "format": ["json", "application/fhir+json"],
+        "patchFormat": cap.patch_formats,
+        "implementationGuide": guides,
+        "rest": [Value::Object(rest)],
+    })
+}
+
+fn resource_entry(cap: &Capability, resource_type: &str, server: &ServerDescription) -> Value {
+    let us_core = cap.resource(resource_type);
+    // US Core's list when it has one (it orders them by importance), else the table's.
+    let profiles: Vec<String> = match us_core {
+        Some(r) if !r.supported_profiles.is_empty() => r.supported_profiles.clone(),
+        _ => profiles_for(resource_type)
+            .iter()
+            .map(|p| p.url.clone())
+            .collect(),
+    };
+    let search_params: Vec<Value> = search_parameters(resource_type)
+        .iter()
+        .map(|p| {
+            let type_name = serde_json::to_value(p.param_type).unwrap_or(Value::Null);
+            json!({"name": p.code, "definition": p.url, "type": type_name})
+        })
+        .collect();
+    let mut operations: Vec<Value> = us_core
+        .map(|r| {
+            r.operations
+                .iter()
+                .map(|o| json!({"name": o.name, "definition": o.definition}))
+                .collect()
+        })
+        .unwrap_or_default();
+    operations.extend(
+        server
+            .type_operations
+            .iter()
+            .filter(|(t, _, _)| t == resource_type)
+            .map(|(_, name, definition)| json!({"name": name, "definition": definition})),
+    );
+    let mut entry = Map::new();
+    entry.insert("type".into(), json!(resource_type));
+    entry.insert(
+        "profile".into(),
+        json!(format!(
+            "http://hl7.org/fhir/StructureDefinition/{resource_type}"
+        )),
+    );
+    if !profiles.is_empty() {
+        entry.insert("supportedProfile".into(), json!(profiles));
+    }
+    entry.insert(
+        "interaction".into(),
+        server
+            .type_interactions
+            .iter()
+            .map(|code| json!({ "code": code }))
+            .collect(),
+    );
+    entry.insert("versioning".into(), json!("versioned"));
+    entry.insert("readHistory".into(), json!(true));
+    entry.insert("updateCreate".into(), json!(true));
+    entry.insert("conditionalCreate".into(), json!(true));
+    entry.insert("conditionalUpdate".into(), json!(true));
+    entry.insert("conditionalDelete".into(), json!("single"));
+    entry.insert("referencePolicy".into(), json!(["literal", "local"]));
+    if let Some(r) = us_core {
+        if !r.search_include.is_empty() {
+            entry.insert("searchInclude".into(), json!(r.search_include));
+        }
+        if !r.search_rev_include.is_empty() {
+            entry.insert("searchRevInclude".into(), json!(r.search_rev_include));
+        }
+    }
+    entry.insert("searchParam".into(), Value::Array(search_params));
+    if !operations.is_empty() {
+        entry.insert("operation".into(), Value::Array(operations));
+    }
+    Value::Object(entry)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +273,48 @@ mod tests {
         assert!(cap
             .resource("DocumentReference")
             .is_some_and(|d| d.operations.iter().any(|o| o.name == "docref")));
+    }
+
+    #[test]
+    fn capability_statement_is_built_from_the_tables_and_is_valid_fhir() {
+        let server = ServerDescription {
+            base_url: "https://ehr.example.org/fhir/r4".into(),
+            software_name: "Sphere EHR".into(),
+            software_version: "0.1.0".into(),
+            date: "2026-01-01".into(),
+            type_interactions: ["read", "vread", "search-type", "create", "update", "delete"]
+                .map(String::from)
+                .to_vec(),
+            system_interactions: vec!["transaction".into(), "batch".into()],
+            system_operations: vec![(
+                "export".into(),
+                "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export".into(),
+            )],
+            type_operations: vec![],
+            security: None,
+        };
+        let cs = capability_statement(&server);
+        let issues = crate::fhir::validate::validate(&cs);
+        assert!(!crate::fhir::has_errors(&issues), "{issues:#?}");
+        let resources = cs["rest"][0]["resource"].as_array().expect("resources");
+        assert_eq!(resources.len(), capability().supported_types.len());
+        let obs = resources
+            .iter()
+            .find(|r| r["type"] == "Observation")
+            .expect("Observation");
+        assert!(obs["searchParam"]
+            .as_array()
+            .expect("params")
+            .iter()
+            .any(|p| p["name"] == "code" && p["type"] == "token"));
+        let group = resources
+            .iter()
+            .find(|r| r["type"] == "Group")
+            .expect("Group");
+        assert!(group.get("supportedProfile").is_none());
+        assert_eq!(
+            cs["instantiates"][0],
+            "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"
+        );
     }
 }

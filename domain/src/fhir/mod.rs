@@ -12,7 +12,9 @@ pub mod profiles;
 pub mod search_parameters;
 pub mod validate;
 
-pub use capability::{capability, is_supported_resource_type, Capability};
+pub use capability::{
+    capability, capability_statement, is_supported_resource_type, Capability, ServerDescription,
+};
 pub use compartment::{in_patient_compartment, patient_compartment_params};
 pub use definitions::{definitions, is_resource_type, resource_types};
 pub use profiles::{profile, profiles_for, Profile};

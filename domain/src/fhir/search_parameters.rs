@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::definitions::definitions;
 
 const SEARCH_PARAMETERS_JSON: &str = include_str!("generated/search-parameters.json");
 
 /// FHIR search parameter types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchParamType {
     Number,
@@ -92,6 +92,10 @@ fn table() -> &'static SearchTable {
             .expect("embedded generated/search-parameters.json parses; covered by tests");
         let defs = definitions();
         let mut by_type = raw.by_type;
+        // Types without parameters of their own (Binary, OperationOutcome) still get `_id`...
+        for t in &super::capability::capability().supported_types {
+            by_type.entry(t.clone()).or_default();
+        }
         // Each supported type gets its own parameters followed by the common ones that apply to it
         // (`_text` only to DomainResources), so callers get one slice per type.
         for (type_name, params) in by_type.iter_mut() {
@@ -182,5 +186,6 @@ mod tests {
         // Binary is a Resource, not a DomainResource: no _text.
         assert!(search_parameter("Binary", "_text").is_none());
         assert!(search_parameter("Patient", "_text").is_some());
+        assert!(search_parameter("Binary", "_id").is_some());
     }
 }
