@@ -20,6 +20,12 @@ pub(super) fn check(def: &PrimitiveDef, value: &Value) -> Option<String> {
             ))
         }
     };
+    // FHIR JSON: a primitive is never an empty string (some regexes, like uri's, would allow it).
+    if text.is_empty() && def.json == PrimitiveJson::String {
+        return Some(format!(
+            "Empty string is not a valid {name} (omit the element instead)"
+        ));
+    }
     if name == "xhtml" {
         let t = text.trim();
         return (!(t.starts_with("<div") && t.ends_with("</div>")))
@@ -124,6 +130,7 @@ mod tests {
         assert_eq!(check_named("boolean", json!(true)), None);
         assert!(check_named("boolean", json!("true")).is_some());
         assert!(check_named("uri", json!("a b")).is_some());
+        assert!(check_named("uri", json!("")).is_some());
     }
 
     #[test]

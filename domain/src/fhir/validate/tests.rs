@@ -528,11 +528,22 @@ mod never_panics {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
-            "[-0-9.eE+]{1,12}".prop_filter_map("a JSON number", |s| {
-                serde_json::from_str::<Value>(&s)
-                    .ok()
-                    .filter(Value::is_number)
-            }),
+            // Decimal text of any shape, kept verbatim by arbitrary_precision.
+            (
+                any::<i64>(),
+                prop::option::of(0u32..100_000),
+                prop::option::of(-400i32..400)
+            )
+                .prop_map(|(int, frac, exp)| {
+                    let mut text = int.to_string();
+                    if let Some(f) = frac {
+                        text.push_str(&format!(".{f}"));
+                    }
+                    if let Some(e) = exp {
+                        text.push_str(&format!("e{e}"));
+                    }
+                    serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)
+                }),
             prop_oneof![
                 Just("Patient".to_owned()),
                 Just("Observation".to_owned()),
@@ -598,7 +609,10 @@ mod never_panics {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        // 512 cases by default; PROPTEST_CASES=20000 for a deeper run.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+        ))]
 
         #[test]
         fn validator_never_panics_on_arbitrary_json(v in arb_json()) {
