@@ -74,7 +74,8 @@ impl ProtocolTestDouble {
                 .add_service(StreamsServer::new(service.clone()))
                 .add_service(StreamsServiceServer::new(service))
                 .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener),
+                    // Without TCP_NODELAY every small response waits out delayed ACKs (~40 ms).
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                     async {
                         let _ = stopped.await;
                     },
