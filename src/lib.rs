@@ -4,5 +4,10 @@
 //! runner, the HTTP surface and the CLI. Pure rules live in `sphere-domain`; read models in
 //! `sphere-projections`.
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod eventlog;
 pub mod generate;
+pub mod http;
+pub mod projection;

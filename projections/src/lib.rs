@@ -1,1 +1,65 @@
-pub fn x(){}
+//! Sphere EHR read models: each is fed one event at a time by the projection runner in the
+//! application crate, and keeps its own checkpoint with its data so that the two can never
+//! disagree after a crash.
+//!
+//! A projection never reads the event log itself and never speaks HTTP: that keeps every read
+//! model testable with a plain list of events, and lets the same code run against either log.
+
+pub mod stats;
+
+use sphere_domain::envelope::{Position, RecordedEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("projection storage failed: {0}")]
+    Storage(String),
+    /// The event cannot be applied (malformed body): the runner stops rather than skip it.
+    #[error("cannot apply event at position {position}: {message}")]
+    BadEvent { position: Position, message: String },
+}
+
+/// A read model built from the log.
+pub trait Projection: Send + 'static {
+    /// The name operators use (`sphere rebuild <name>`).
+    fn name(&self) -> &'static str;
+
+    /// The position of the last event whose effect is durably stored, `None` if nothing is.
+    fn checkpoint(&self) -> Option<Position>;
+
+    /// Applies one event. It need not be durable until [`Projection::commit`].
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError>;
+
+    /// Makes everything applied so far durable and visible to queries, with `position` as the
+    /// checkpoint (which may be past the last applied event when the runner skipped events
+    /// the projection does not care about).
+    fn commit(&mut self, position: Position) -> Result<(), ProjectionError>;
+
+    /// Drops every derived row and the checkpoint, for a rebuild from the start of the log.
+    fn reset(&mut self) -> Result<(), ProjectionError>;
+
+    /// Whether the projection wants `event` at all; the runner skips others cheaply.
+    fn wants(&self, _event: &RecordedEvent) -> bool {
+        true
+    }
+}
+
+impl Projection for Box<dyn Projection> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn checkpoint(&self) -> Option<Position> {
+        (**self).checkpoint()
+    }
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        (**self).apply(event)
+    }
+    fn commit(&mut self, position: Position) -> Result<(), ProjectionError> {
+        (**self).commit(position)
+    }
+    fn reset(&mut self) -> Result<(), ProjectionError> {
+        (**self).reset()
+    }
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        (**self).wants(event)
+    }
+}

@@ -109,6 +109,11 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Result<SubscriptionMessage, EventLogError>> {
         self.receiver.recv().await
     }
+
+    /// The next message if one is ready now, without waiting.
+    pub fn try_next(&mut self) -> Option<Result<SubscriptionMessage, EventLogError>> {
+        self.receiver.try_recv().ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,79 @@
+//! The running application: configuration, the event log, and the projections fed from it.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sphere_projections::stats::{LogStatistics, StatsProjection};
+
+use crate::config::Config;
+use crate::eventlog::sqlite::SqliteLog;
+use crate::eventlog::{EventLog, EventLogError, Position};
+use crate::projection::{self, runner, ProjectionHandle, WaitError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+    #[error(transparent)]
+    Projection(#[from] sphere_projections::ProjectionError),
+}
+
+pub struct App {
+    pub config: Config,
+    pub log: Arc<dyn EventLog>,
+    pub stats: Arc<RwLock<LogStatistics>>,
+    projections: Vec<ProjectionHandle>,
+}
+
+/// Opens the event log the configuration names.
+pub async fn open_log(config: &Config) -> Result<Arc<dyn EventLog>, EventLogError> {
+    if config.embedded_log() {
+        Ok(Arc::new(SqliteLog::open(&config.data_dir)?))
+    } else {
+        open_remote_log(&config.eventstore.url).await
+    }
+}
+
+async fn open_remote_log(url: &str) -> Result<Arc<dyn EventLog>, EventLogError> {
+    let _ = url;
+    Err(EventLogError::Unavailable(
+        "this build has no KurrentDB backend; leave eventstore.url empty for the embedded log"
+            .into(),
+    ))
+}
+
+impl App {
+    /// Opens the log and starts every projection (each catches up from its checkpoint).
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let log = open_log(&config).await?;
+        let stats = StatsProjection::open(&projection::projections_dir(&config.data_dir))?;
+        let stats_view = stats.view();
+        let projections = vec![runner::spawn(log.clone(), stats)];
+        Ok(Arc::new(Self {
+            config,
+            log,
+            stats: stats_view,
+            projections,
+        }))
+    }
+
+    pub fn projections(&self) -> &[ProjectionHandle] {
+        &self.projections
+    }
+
+    /// Waits until every projection has applied everything committed up to `position`.
+    pub async fn wait_for_projections(&self, position: Position) -> Result<(), WaitError> {
+        let bound = Duration::from_millis(self.config.http.consistency_wait_ms);
+        for handle in &self.projections {
+            handle.wait_for(position, bound).await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes in-flight appends and closes the log.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.log.close().await {
+            tracing::error!(error = %e, "closing the event log failed");
+        }
+    }
+}

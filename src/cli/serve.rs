@@ -1,0 +1,91 @@
+//! `sphere serve`: open the log, start the projections, serve HTTPS until SIGINT/SIGTERM.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::http;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, HOST:PORT (also SPHERE_LISTEN; default 127.0.0.1:8443).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// On an empty data directory, load a demo population, apps and users first.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+pub async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
+    if !config.tls.enabled {
+        tracing::warn!(
+            "TLS is off: only run this way behind a TLS-terminating proxy; SMART and (g)(10) require HTTPS"
+        );
+    }
+    let tls = if config.tls.enabled {
+        Some(http::tls::server_config(&config)?)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen_addr())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr()?;
+    let app = App::start(config.clone()).await?;
+    if args.demo {
+        tracing::warn!("--demo: the demo population arrives with the data-generator issue; starting without it");
+    }
+    let base = config.base_url();
+    println!(
+        "Sphere EHR {} listening on {local}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("  base URL:  {base}");
+    println!("  FHIR base: {}", config.fhir_base_url());
+    println!("  data:      {}", config.data_dir.display());
+    let insecure = if config.tls.enabled && config.tls.cert.is_empty() {
+        " -k"
+    } else {
+        ""
+    };
+    println!("  try:       curl{insecure} {base}/health/ready");
+    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+    http::server::serve(
+        listener,
+        tls,
+        http::routes(app.clone()),
+        shutdown_signal(),
+        grace,
+    )
+    .await;
+    tracing::info!("stopped accepting; closing the event log");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown requested");
+}

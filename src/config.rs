@@ -1,0 +1,383 @@
+//! Configuration: one typed struct, loaded from the embedded `config/default.toml`, an optional
+//! file, the environment, then command-line flags, and validated at start with one clear line
+//! per problem.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The embedded defaults, so the binary starts from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variables and the keys they set: the one table the loader and the README use.
+pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
+    ("SPHERE_DATA_DIR", "data_dir", "data directory"),
+    ("SPHERE_LISTEN", "listen", "listen address HOST:PORT"),
+    (
+        "SPHERE_PUBLIC_BASE_URL",
+        "public_base_url",
+        "base URL clients use",
+    ),
+    ("SPHERE_LOG_LEVEL", "log_level", "tracing filter"),
+    ("SPHERE_LOG_FORMAT", "log_format", "text or json"),
+    ("SPHERE_TLS", "tls.enabled", "true or false"),
+    ("SPHERE_TLS_CERT", "tls.cert", "PEM certificate chain"),
+    ("SPHERE_TLS_KEY", "tls.key", "PEM private key"),
+    (
+        "SPHERE_EVENTSTORE_URL",
+        "eventstore.url",
+        "KurrentDB connection string",
+    ),
+    (
+        "SPHERE_MAX_BODY_BYTES",
+        "http.max_body_bytes",
+        "request body limit",
+    ),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub public_base_url: String,
+    pub log_level: String,
+    pub log_format: String,
+    pub tls: TlsConfig,
+    pub eventstore: EventStoreConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventStoreConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub max_body_bytes: u64,
+    pub consistency_wait_ms: u64,
+    pub shutdown_grace_ms: u64,
+}
+
+/// Values from command-line flags; they win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+/// Every problem found, one line each.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, line) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "config: {line}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Loads defaults, `--config`/`SPHERE_CONFIG` file, environment, flags; then validates.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigErrors> {
+        Self::load_from(overrides, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load`], reading the environment through `env` (for tests).
+    pub fn load_from(
+        overrides: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        let file = overrides
+            .config_file
+            .clone()
+            .or_else(|| env("SPHERE_CONFIG").map(PathBuf::from));
+        if let Some(file) = &file {
+            if !file.is_file() {
+                return Err(ConfigErrors(vec![format!(
+                    "config file {} does not exist",
+                    file.display()
+                )]));
+            }
+            builder = builder
+                .add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml));
+        }
+        let mut problems = Vec::new();
+        for (name, key, _) in ENVIRONMENT {
+            if let Some(value) = env(name) {
+                builder = match *key {
+                    "tls.enabled" => match parse_bool(&value) {
+                        Some(b) => set(builder, key, b, &mut problems),
+                        None => {
+                            problems.push(format!("{name}={value:?} must be true or false"));
+                            builder
+                        }
+                    },
+                    "http.max_body_bytes" => match value.parse::<u64>() {
+                        Ok(n) => set(builder, key, n, &mut problems),
+                        Err(_) => {
+                            problems.push(format!("{name}={value:?} must be a number of bytes"));
+                            builder
+                        }
+                    },
+                    _ => set(builder, key, value, &mut problems),
+                };
+            }
+        }
+        if let Some(dir) = &overrides.data_dir {
+            builder = set(
+                builder,
+                "data_dir",
+                dir.to_string_lossy().into_owned(),
+                &mut problems,
+            );
+        }
+        if let Some(listen) = &overrides.listen {
+            builder = set(builder, "listen", listen.clone(), &mut problems);
+        }
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
+        }
+        let config: Config = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigErrors(vec![e.to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut problems = Vec::new();
+        if self.data_dir.as_os_str().is_empty() {
+            problems.push("data_dir must not be empty".into());
+        }
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "listen = {:?} is not an address like 127.0.0.1:8443",
+                self.listen
+            ));
+        }
+        if !self.public_base_url.is_empty()
+            && !(self.public_base_url.starts_with("https://")
+                || self.public_base_url.starts_with("http://"))
+        {
+            problems.push(format!(
+                "public_base_url = {:?} must start with https:// (or http:// behind a proxy)",
+                self.public_base_url
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            problems.push(format!(
+                "log_level = {:?} is not a tracing filter (try info or debug)",
+                self.log_level
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            problems.push(format!(
+                "log_format = {:?} must be text or json",
+                self.log_format
+            ));
+        }
+        match (self.tls.cert.is_empty(), self.tls.key.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                for (what, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+                    if !Path::new(path).is_file() {
+                        problems.push(format!("{what} = {path:?}: no such file"));
+                    }
+                }
+            }
+            _ => problems.push("tls.cert and tls.key must be given together".into()),
+        }
+        let url = &self.eventstore.url;
+        if !url.is_empty()
+            && ![
+                "kurrentdb://",
+                "kurrentdb+discover://",
+                "esdb://",
+                "esdb+discover://",
+            ]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            problems.push(
+                "eventstore.url must be a kurrentdb:// or esdb:// connection string (empty: embedded log)"
+                    .into(),
+            );
+        }
+        if self.http.max_body_bytes == 0 {
+            problems.push("http.max_body_bytes must be greater than 0".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .parse()
+            .expect("validated when the config was loaded")
+    }
+
+    /// The base URL clients use, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        if !self.public_base_url.is_empty() {
+            return self.public_base_url.trim_end_matches('/').to_owned();
+        }
+        let addr = self.listen_addr();
+        let scheme = if self.tls.enabled { "https" } else { "http" };
+        let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+            "localhost".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        format!("{scheme}://{host}:{}", addr.port())
+    }
+
+    /// The FHIR base URL (`{base}/fhir/r4`).
+    pub fn fhir_base_url(&self) -> String {
+        format!("{}/fhir/r4", self.base_url())
+    }
+
+    /// Whether the embedded SQLite log is in use.
+    pub fn embedded_log(&self) -> bool {
+        self.eventstore.url.is_empty()
+    }
+}
+
+fn set<T: Into<config::Value>>(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+    key: &str,
+    value: T,
+    problems: &mut Vec<String>,
+) -> config::ConfigBuilder<config::builder::DefaultState> {
+    match builder.clone().set_override(key, value) {
+        Ok(b) => b,
+        Err(e) => {
+            problems.push(format!("{key}: {e}"));
+            builder
+        }
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(env: &[(&str, &str)], overrides: Overrides) -> Result<Config, ConfigErrors> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_from(&overrides, |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_single_machine_setup() {
+        let c = load(&[], Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.tls.enabled);
+        assert!(c.embedded_log());
+        assert_eq!(c.base_url(), "https://localhost:8443");
+        assert_eq!(c.fhir_base_url(), "https://localhost:8443/fhir/r4");
+    }
+
+    #[test]
+    fn environment_then_flags_override_defaults() {
+        let c = load(
+            &[
+                ("SPHERE_DATA_DIR", "/tmp/env"),
+                ("SPHERE_TLS", "false"),
+                ("SPHERE_LISTEN", "0.0.0.0:9000"),
+            ],
+            Overrides {
+                data_dir: Some("/tmp/flag".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/flag"));
+        assert!(!c.tls.enabled);
+        assert_eq!(c.base_url(), "http://localhost:9000");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_on_its_own_line() {
+        let err = load(
+            &[
+                ("SPHERE_LISTEN", "nowhere"),
+                ("SPHERE_LOG_FORMAT", "xml"),
+                ("SPHERE_TLS_CERT", "/no/such/cert.pem"),
+                ("SPHERE_EVENTSTORE_URL", "postgres://x"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 4, "{text}");
+        assert!(text.contains("listen = \"nowhere\""));
+        assert!(text.contains("log_format"));
+        assert!(text.contains("tls.cert and tls.key must be given together"));
+        assert!(text.contains("eventstore.url"));
+        assert!(text.lines().all(|l| l.starts_with("config: ")));
+    }
+
+    #[test]
+    fn non_boolean_tls_flag_is_refused() {
+        let err = load(&[("SPHERE_TLS", "maybe")], Overrides::default()).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("SPHERE_TLS=\"maybe\" must be true or false"));
+    }
+
+    #[test]
+    fn unknown_keys_in_a_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sphere.toml");
+        std::fs::write(&file, "lisen = \"1.2.3.4:5\"\n").unwrap();
+        let err = load(
+            &[],
+            Overrides {
+                config_file: Some(file),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}
