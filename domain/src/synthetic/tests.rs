@@ -404,6 +404,17 @@ fn the_g10_single_patient_searches_have_data() {
     assert!(all_strings(r, "Immunization", "status").len() >= 2);
     assert!(all_strings(r, "Goal", "lifecycleStatus").len() >= 2);
     assert!(all_strings(r, "ServiceRequest", "status").len() >= 2);
+    let doc_status = all_strings(r, "DocumentReference", "status");
+    assert!(doc_status.contains("current") && doc_status.contains("superseded"));
+    assert!(of_type(r, "DocumentReference").any(|d| d["relatesTo"][0]["code"] == "replaces"));
+    assert!(of_type(r, "DiagnosticReport").any(|d| d["media"][0]["link"]["reference"].is_string()));
+    let sr_status = all_strings(r, "ServiceRequest", "status");
+    for status in ["active", "completed", "revoked"] {
+        assert!(
+            sr_status.contains(status),
+            "no ServiceRequest with status {status}"
+        );
+    }
     let sr = all_codes(r, "ServiceRequest", "category");
     assert!(sr.contains("http://hl7.org/fhir/us/core/CodeSystem/us-core-category|sdoh"));
     assert!(sr.contains("http://snomed.info/sct|108252007"));

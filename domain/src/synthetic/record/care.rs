@@ -875,12 +875,94 @@ impl<S: FnMut(Value)> Record<'_, S> {
             "goal",
             Value::Array(goals.iter().map(|g| reference("Goal", g)).collect()),
         );
-        set(
-            &mut p,
-            "activity",
-            json!([{"detail": {"kind": "ServiceRequest", "code": {"text": "Follow-up visit"}, "status": "scheduled", "description": "Follow-up visit with primary care"}}]),
-        );
+        let mut activities = vec![
+            json!({"detail": {"kind": "ServiceRequest", "code": {"text": "Follow-up visit"}, "status": "scheduled", "description": "Follow-up visit with primary care"}}),
+        ];
+        if let Some(order) = self.planned_orders(encounter, *at) {
+            activities.push(json!({"reference": reference("ServiceRequest", &order)}));
+        }
+        set(&mut p, "activity", Value::Array(activities));
         self.emit(p, *at, self.pcp);
+    }
+
+    /// Orders still open at the end of the timeline: a repeat HbA1c for diabetics (returned, for
+    /// the care plan to point at), and a physical therapy referral the young adult cancelled.
+    fn planned_orders(&mut self, encounter: &str, at: Moment) -> Option<String> {
+        if self.archetype == Archetype::YoungAdult {
+            let id = self.id("sr");
+            let mut s = resource("ServiceRequest", &id, Some("us-core-servicerequest"));
+            set(&mut s, "status", json!("revoked"));
+            set(&mut s, "intent", json!("order"));
+            set(
+                &mut s,
+                "category",
+                json!([simple_concept(
+                    codes::SNOMED,
+                    "386053000",
+                    "Evaluation procedure (procedure)"
+                )]),
+            );
+            set(
+                &mut s,
+                "code",
+                simple_concept(
+                    codes::SNOMED,
+                    "91251008",
+                    "Physical therapy procedure (regime/therapy)",
+                ),
+            );
+            set(&mut s, "subject", self.subject());
+            set(&mut s, "encounter", reference("Encounter", encounter));
+            set(
+                &mut s,
+                "occurrencePeriod",
+                json!({"start": at.plus_days(7).day_string(), "end": at.plus_days(60).day_string()}),
+            );
+            set(&mut s, "authoredOn", json!(at.iso()));
+            set(&mut s, "requester", self.practitioner(self.pcp));
+            set(&mut s, "reasonCode", json!([{"text": "Low back pain"}]));
+            self.emit(s, at, self.pcp);
+        }
+        let diabetes = self.chronic_id(&codes::DIABETES_T2)?;
+        if self.deceased.is_some() {
+            return None;
+        }
+        let id = self.id("sr");
+        let mut s = resource("ServiceRequest", &id, Some("us-core-servicerequest"));
+        set(&mut s, "status", json!("active"));
+        set(&mut s, "intent", json!("order"));
+        set(
+            &mut s,
+            "category",
+            json!([simple_concept(
+                codes::SNOMED,
+                "108252007",
+                "Laboratory procedure"
+            )]),
+        );
+        set(&mut s, "code", concept(&codes::HBA1C.loinc));
+        set(&mut s, "subject", self.subject());
+        set(&mut s, "encounter", reference("Encounter", encounter));
+        let due = self.end.plus_days(30);
+        set(
+            &mut s,
+            "occurrencePeriod",
+            json!({"start": due.day_string(), "end": due.plus_days(60).day_string()}),
+        );
+        set(&mut s, "authoredOn", json!(at.iso()));
+        set(&mut s, "requester", self.practitioner(self.pcp));
+        set(
+            &mut s,
+            "reasonCode",
+            json!([condition_concept(&codes::DIABETES_T2)]),
+        );
+        set(
+            &mut s,
+            "reasonReference",
+            json!([reference("Condition", &diabetes)]),
+        );
+        self.emit(s, at, self.pcp);
+        Some(id)
     }
 
     pub(super) fn immunizations(&mut self, visit: &Visit) {
@@ -1135,22 +1217,54 @@ impl<S: FnMut(Value)> Record<'_, S> {
     }
 
     /// A clinical note as a DocumentReference with base64 text; `with_binary` also offers the
-    /// note at a Binary URL (the other Must Support way of carrying content).
+    /// note at a Binary URL (the other Must Support way of carrying content). A discharge summary
+    /// is amended once: the first version is superseded and the current one replaces it.
     pub(super) fn clinical_note(&mut self, visit: &Visit, note_type: &Code, with_binary: bool) {
-        let id = self.id("doc");
-        let author = self.pcp;
+        let assessment = self
+            .chronic
+            .first()
+            .map(|c| c.code.snomed.display)
+            .unwrap_or("no active chronic problems");
         let text = format!(
             "{} for {} {}.\nDate: {}\nAssessment: {}.\nPlan: continue current management; follow up as scheduled.\n",
             note_type.display,
             self.given,
             self.family,
             visit.start.day_string(),
-            self.chronic.first().map(|c| c.code.snomed.display).unwrap_or("no active chronic problems"),
+            assessment,
         );
+        let replaces = if note_type.code == codes::DISCHARGE_SUMMARY.code {
+            let draft = format!("{text}(Preliminary; medication list pending reconciliation.)\n");
+            Some(self.document(visit, note_type, &draft, "superseded", None, false))
+        } else {
+            None
+        };
+        self.document(
+            visit,
+            note_type,
+            &text,
+            "current",
+            replaces.as_deref(),
+            with_binary,
+        );
+    }
+
+    fn document(
+        &mut self,
+        visit: &Visit,
+        note_type: &Code,
+        text: &str,
+        status: &str,
+        replaces: Option<&str>,
+        with_binary: bool,
+    ) -> String {
+        const FORMAT: &str = "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode";
+        let id = self.id("doc");
+        let author = self.pcp;
         let data = base64(text.as_bytes());
         let mut content = vec![json!({
             "attachment": {"contentType": "text/plain", "language": "en-US", "data": data, "title": note_type.display, "creation": visit.end.iso()},
-            "format": {"system": "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode", "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient", "display": "mimeType Sufficient"},
+            "format": {"system": FORMAT, "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient", "display": "mimeType Sufficient"},
         })];
         if with_binary {
             let binary_id = format!("{id}-bin");
@@ -1160,7 +1274,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             self.emit_plain(b);
             content.push(json!({
                 "attachment": {"contentType": "text/plain", "url": format!("Binary/{binary_id}"), "title": note_type.display},
-                "format": {"system": "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode", "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient", "display": "mimeType Sufficient"},
+                "format": {"system": FORMAT, "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient", "display": "mimeType Sufficient"},
             }));
         }
         let mut d = resource("DocumentReference", &id, Some("us-core-documentreference"));
@@ -1169,8 +1283,16 @@ impl<S: FnMut(Value)> Record<'_, S> {
             "identifier",
             json!([{"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", self.uuid())}]),
         );
-        set(&mut d, "status", json!("current"));
-        set(&mut d, "docStatus", json!("final"));
+        set(&mut d, "status", json!(status));
+        set(
+            &mut d,
+            "docStatus",
+            json!(if status == "current" {
+                "final"
+            } else {
+                "preliminary"
+            }),
+        );
         set(&mut d, "type", concept(note_type));
         set(
             &mut d,
@@ -1178,9 +1300,21 @@ impl<S: FnMut(Value)> Record<'_, S> {
             json!([{"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category", "code": "clinical-note", "display": "Clinical Note"}], "text": "Clinical Note"}]),
         );
         set(&mut d, "subject", self.subject());
-        set(&mut d, "date", json!(visit.end.iso()));
+        let date = if status == "current" {
+            visit.end
+        } else {
+            visit.end.plus_minutes(-30)
+        };
+        set(&mut d, "date", json!(date.iso()));
         set(&mut d, "author", json!([self.practitioner(author)]));
         set(&mut d, "custodian", self.service_org());
+        if let Some(previous) = replaces {
+            set(
+                &mut d,
+                "relatesTo",
+                json!([{"code": "replaces", "target": reference("DocumentReference", previous)}]),
+            );
+        }
         set(&mut d, "content", Value::Array(content));
         set(
             &mut d,
@@ -1190,7 +1324,8 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 "period": {"start": visit.start.iso(), "end": visit.end.iso()},
             }),
         );
-        self.emit(d, visit.end, author);
+        self.emit(d, date, author);
+        id
     }
 
     /// A random (version 4 layout) UUID from this patient's stream.
@@ -1207,16 +1342,47 @@ impl<S: FnMut(Value)> Record<'_, S> {
         )
     }
 
+    /// An image attached to a report (e.g. an EKG tracing); returns its id. The picture is a
+    /// 1x1 PNG: the point is the Media/link structure, not the pixels.
+    pub(super) fn media(&mut self, visit: &Visit, title: &str, performer: usize) -> String {
+        const PIXEL_PNG: &str =
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+        let id = self.id("media");
+        let mut m = resource("Media", &id, None);
+        set(&mut m, "status", json!("completed"));
+        set(
+            &mut m,
+            "type",
+            simple_concept(
+                "http://terminology.hl7.org/CodeSystem/media-type",
+                "image",
+                "Image",
+            ),
+        );
+        set(&mut m, "subject", self.subject());
+        set(&mut m, "encounter", reference("Encounter", &visit.id));
+        let at = visit.start.plus_minutes(40);
+        set(&mut m, "createdDateTime", json!(at.iso()));
+        set(&mut m, "operator", self.practitioner(performer));
+        set(
+            &mut m,
+            "content",
+            json!({"contentType": "image/png", "data": PIXEL_PNG, "title": title}),
+        );
+        self.emit(m, at, performer);
+        id
+    }
+
     /// A narrative report (DiagnosticReport note profile) with its text as presentedForm.
-    pub(super) fn note_report(
-        &mut self,
-        visit: &Visit,
-        category: &Code,
-        code: &Code,
-        results: &[String],
-        text: &str,
-        performer: usize,
-    ) {
+    pub(super) fn note_report(&mut self, visit: &Visit, report: NoteReport<'_>) {
+        let NoteReport {
+            category,
+            code,
+            results,
+            text,
+            performer,
+            media,
+        } = report;
         let id = self.id("dr");
         let mut r = resource(
             "DiagnosticReport",
@@ -1249,6 +1415,13 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 ),
             );
         }
+        if let Some(media) = media {
+            set(
+                &mut r,
+                "media",
+                json!([{"comment": "Tracing", "link": reference("Media", media)}]),
+            );
+        }
         set(&mut r, "conclusion", json!(text));
         set(
             &mut r,
@@ -1257,6 +1430,16 @@ impl<S: FnMut(Value)> Record<'_, S> {
         );
         self.emit(r, issued, performer);
     }
+}
+
+/// What a narrative DiagnosticReport says and who signed it.
+pub(super) struct NoteReport<'a> {
+    pub category: &'a Code,
+    pub code: &'a Code,
+    pub results: &'a [String],
+    pub text: &'a str,
+    pub performer: usize,
+    pub media: Option<&'a str>,
 }
 
 fn unit_display(code: &str) -> &'static str {

@@ -13,6 +13,7 @@ use super::super::datatypes::{
 use super::super::rng::round;
 use super::super::shared;
 use super::super::time::Moment;
+use super::care::NoteReport;
 use super::visits::{Visit, VisitKind};
 use super::{Archetype, Record};
 
@@ -722,11 +723,14 @@ impl<S: FnMut(Value)> Record<'_, S> {
         );
         self.note_report(
             visit,
-            &codes::RADIOLOGY,
-            &codes::CHEST_XRAY,
-            &[finding, impression],
-            &report,
-            self.pcp,
+            NoteReport {
+                category: &codes::RADIOLOGY,
+                code: &codes::CHEST_XRAY,
+                results: &[finding, impression],
+                text: &report,
+                performer: self.pcp,
+                media: None,
+            },
         );
     }
 
@@ -769,18 +773,32 @@ impl<S: FnMut(Value)> Record<'_, S> {
             json!("Sinus bradycardia with intermittent sinus pauses"),
         );
         self.emit(o, at, shared::CARDIOLOGY);
-        self.note_report(visit, &codes::CARDIOLOGY, &codes::EKG_PANEL, &[interval, impression], "12-lead EKG.\nSinus bradycardia with intermittent sinus pauses; PR interval prolonged.\n", shared::CARDIOLOGY);
+        let tracing = self.media(visit, "12-lead EKG tracing", shared::CARDIOLOGY);
+        self.note_report(
+            visit,
+            NoteReport {
+                category: &codes::CARDIOLOGY,
+                code: &codes::EKG_PANEL,
+                results: &[interval, impression],
+                text: "12-lead EKG.\nSinus bradycardia with intermittent sinus pauses; PR interval prolonged.\n",
+                performer: shared::CARDIOLOGY,
+                media: Some(&tracing),
+            },
+        );
     }
 
     pub(super) fn pathology_report(&mut self, visit: &Visit) {
         let text = "Colon, sigmoid, polypectomy: tubular adenoma, 4 mm. Negative for high-grade dysplasia.\n";
         self.note_report(
             visit,
-            &codes::PATHOLOGY,
-            &codes::PATHOLOGY_REPORT,
-            &[],
-            text,
-            self.pcp,
+            NoteReport {
+                category: &codes::PATHOLOGY,
+                code: &codes::PATHOLOGY_REPORT,
+                results: &[],
+                text,
+                performer: self.pcp,
+                media: None,
+            },
         );
     }
 
