@@ -379,7 +379,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
     pub(super) fn care_team(&mut self) {
         let id = self.id("ct");
         let mut t = resource("CareTeam", &id, Some("us-core-careteam"));
-        set(&mut t, "status", json!("active"));
+        let team_status = if self.deceased.is_some() {
+            "inactive"
+        } else {
+            "active"
+        };
+        set(&mut t, "status", json!(team_status));
         set(
             &mut t,
             "name",
@@ -448,7 +453,9 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 _ => None,
             };
             if let Some(drug) = drug {
-                let status = if recorded.code.snomed.code == "235595009" {
+                // GERD resolved, and nothing stays active after death.
+                let status = if recorded.code.snomed.code == "235595009" || self.deceased.is_some()
+                {
                     "stopped"
                 } else {
                     "active"
@@ -794,6 +801,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
         for (description, target, status) in goal_specs {
             let id = self.id("goal");
             let mut g = resource("Goal", &id, Some("us-core-goal"));
+            let status = if self.deceased.is_some() && status == "active" {
+                "cancelled"
+            } else {
+                status
+            };
             set(&mut g, "lifecycleStatus", json!(status));
             if status == "completed" {
                 set(
