@@ -10,6 +10,7 @@ pub mod compartment;
 pub mod definitions;
 pub mod profiles;
 pub mod search_parameters;
+pub mod search_path;
 pub mod validate;
 
 pub use capability::{
@@ -19,6 +20,7 @@ pub use compartment::{in_patient_compartment, patient_compartment_params};
 pub use definitions::{definitions, is_resource_type, resource_types};
 pub use profiles::{profile, profiles_for, Profile};
 pub use search_parameters::{search_parameter, search_parameters, SearchParamDef, SearchParamType};
+pub use search_path::{Found, SearchPath};
 pub use validate::{
     has_errors, operation_outcome, validate, validate_against, Issue, IssueCode, Severity,
 };

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 use super::definitions::definitions;
+use super::search_path::{Found, SearchPath};
 
 const SEARCH_PARAMETERS_JSON: &str = include_str!("generated/search-parameters.json");
 
@@ -47,6 +48,9 @@ pub struct SearchParamComponent {
     pub param_type: Option<SearchParamType>,
     /// FHIRPath relative to the composite's expression.
     pub expression: String,
+    /// `expression`, compiled at load.
+    #[serde(skip)]
+    pub path: Option<SearchPath>,
 }
 
 /// A search parameter as it applies to one resource type.
@@ -72,6 +76,18 @@ pub struct SearchParamDef {
     /// `Resource` or `DomainResource` for the common parameters (`_id`, `_lastUpdated`...).
     #[serde(default)]
     pub base: Option<String>,
+    /// `expression`, compiled at load for this resource type (None if it uses FHIRPath beyond
+    /// what [`SearchPath`] supports; today only `Patient.deceased`).
+    #[serde(skip)]
+    pub path: Option<SearchPath>,
+}
+
+impl SearchParamDef {
+    /// The values this parameter indexes in `resource`; None when the expression did not compile
+    /// (or there is none, as for `_text`).
+    pub fn extract<'v>(&self, resource: &'v serde_json::Value) -> Option<Vec<Found<'v>>> {
+        self.path.as_ref().map(|p| p.evaluate(resource))
+    }
 }
 
 #[derive(Deserialize)]
@@ -106,6 +122,15 @@ fn table() -> &'static SearchTable {
                 let applies = common.base.as_deref() != Some("DomainResource") || domain;
                 if applies && !params.iter().any(|p| p.code == common.code) {
                     params.push(common.clone());
+                }
+            }
+            for p in params.iter_mut() {
+                p.path = p
+                    .expression
+                    .as_deref()
+                    .and_then(|e| SearchPath::compile(e, type_name));
+                for c in &mut p.components {
+                    c.path = SearchPath::compile_relative(&c.expression);
                 }
             }
         }
@@ -167,6 +192,19 @@ mod tests {
             combo.components[1].param_type,
             Some(SearchParamType::Quantity)
         );
+    }
+
+    #[test]
+    fn parameters_extract_their_values() {
+        let obs = serde_json::json!({"resourceType": "Observation", "id": "o1",
+            "subject": {"reference": "Patient/p1"}, "code": {"text": "x"}});
+        let patient = search_parameter("Observation", "patient").expect("patient");
+        let found = patient.extract(&obs).expect("compiled");
+        assert_eq!(found.len(), 1);
+        let id = search_parameter("Observation", "_id").expect("_id");
+        assert_eq!(id.extract(&obs).expect("compiled")[0].value, "o1");
+        let combo = search_parameter("Observation", "code-value-quantity").expect("combo");
+        assert!(combo.components.iter().all(|c| c.path.is_some()));
     }
 
     #[test]
