@@ -2,7 +2,7 @@
 //! per-resource interactions, profiles, search parameters and combinations, includes, operations.
 //!
 //! Generated into `generated/capability.json`; the `/metadata` handler builds the server's
-//! CapabilityStatement from this and from [`super::search_parameters`], so they cannot drift.
+//! CapabilityStatement from this and from [`super::search_parameters()`], so they cannot drift.
 
 use std::sync::OnceLock;
 

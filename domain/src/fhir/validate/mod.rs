@@ -1,7 +1,7 @@
 //! Validation of a FHIR R4 JSON resource against the base definitions and the US Core 6.1.0
 //! profiles it claims in `meta.profile`.
 //!
-//! The checks are driven entirely by the generated tables ([`super::definitions`],
+//! The checks are driven entirely by the generated tables ([`super::definitions()`],
 //! [`super::profiles`]); this module holds only the rules of the FHIR JSON format and of
 //! profile constraint evaluation. It never panics, whatever the input (see the proptest below).
 //!

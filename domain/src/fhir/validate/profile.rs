@@ -29,6 +29,23 @@ pub(super) fn check_profile(
     url: &str,
     issues: &mut Vec<Issue>,
 ) {
+    // The core StructureDefinition of a type is a valid claim: the base rules already apply.
+    if let Some(base) = url
+        .split('|')
+        .next()
+        .and_then(|u| u.strip_prefix("http://hl7.org/fhir/StructureDefinition/"))
+    {
+        if crate::fhir::definitions::is_resource_type(base) {
+            if base != resource_type {
+                issues.push(Issue::error(
+                    IssueCode::Invalid,
+                    format!("{resource_type}.meta.profile"),
+                    format!("Profile {url} applies to {base}, not {resource_type}"),
+                ));
+            }
+            return;
+        }
+    }
     let Some(p) = profile(url) else {
         issues.push(Issue::warning(
             IssueCode::NotSupported,

@@ -483,6 +483,15 @@ fn unknown_and_mismatched_profiles_are_reported() {
 }
 
 #[test]
+fn base_structure_definitions_are_valid_claims() {
+    let mut p = patient();
+    p["meta"] = json!({"profile": ["http://hl7.org/fhir/StructureDefinition/Patient"]});
+    assert_eq!(validate(&p), vec![]);
+    p["meta"] = json!({"profile": ["http://hl7.org/fhir/StructureDefinition/Observation"]});
+    assert_error(p, IssueCode::Invalid, "Patient.meta.profile");
+}
+
+#[test]
 fn validate_against_applies_a_profile_not_claimed() {
     let issues = validate_against(
         &patient(),
