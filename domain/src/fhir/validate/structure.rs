@@ -112,7 +112,39 @@ impl Walker<'_> {
         self.contained_ids.push(ids);
         self.object(obj, td, rt, &expr, depth + 1, true);
         self.contained_ids.pop();
+        if position != Position::Contained {
+            self.contained_are_referenced(obj, &expr);
+        }
         Some(rt)
+    }
+
+    /// dom-3: each contained resource is referenced from elsewhere in the resource (or refers
+    /// to its container with `#`).
+    fn contained_are_referenced(&mut self, obj: &Map<String, Value>, expr: &str) {
+        let Some(contained) = obj.get("contained").and_then(Value::as_array) else {
+            return;
+        };
+        let mut local_refs = HashSet::new();
+        for v in obj.values() {
+            collect_local_references(v, &mut local_refs, 0);
+        }
+        for (i, c) in contained.iter().enumerate() {
+            let Some(id) = c.get("id").and_then(Value::as_str) else {
+                continue; // reported as missing id already
+            };
+            let mut own = HashSet::new();
+            collect_local_references(c, &mut own, 0);
+            if !local_refs.contains(id) && !own.contains("") {
+                self.push(
+                    IssueCode::Invariant,
+                    format!("{expr}.contained[{i}]"),
+                    format!(
+                        "dom-3: contained resource '{}' is not referenced from the resource",
+                        primitive::truncate(id)
+                    ),
+                );
+            }
+        }
     }
 
     /// dom-2, dom-4, dom-5 and the need for an id to be referenced.
@@ -565,6 +597,33 @@ impl Walker<'_> {
                 "ext-1: an extension must have either extensions or a value[x], not both",
             );
         }
+    }
+}
+
+/// Ids named by local references (`#id`; `""` for `#` alone) anywhere under `value`.
+fn collect_local_references(value: &Value, out: &mut HashSet<String>, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match value {
+        Value::Object(obj) => {
+            for (k, v) in obj {
+                match (k.as_str(), v) {
+                    ("reference", Value::String(r)) => {
+                        if let Some(id) = r.strip_prefix('#') {
+                            out.insert(id.to_owned());
+                        }
+                    }
+                    _ => collect_local_references(v, out, depth + 1),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                collect_local_references(v, out, depth + 1);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -297,6 +297,11 @@ fn contained_resources_follow_the_dom_rules() {
     p["contained"] = json!([{"resourceType": "Organization", "id": "o", "name": "x"}]);
     p["managingOrganization"] = json!({"reference": "#o"});
     assert!(errors(&p).is_empty(), "{:#?}", errors(&p));
+    // dom-3: an unreferenced contained resource.
+    p.as_object_mut()
+        .expect("object")
+        .remove("managingOrganization");
+    assert_error(p, IssueCode::Invariant, "Patient.contained[0]");
 }
 
 #[test]
