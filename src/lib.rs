@@ -8,5 +8,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod eventlog;
+pub mod generate;
 pub mod http;
 pub mod projection;

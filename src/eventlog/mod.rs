@@ -17,6 +17,8 @@
 
 pub mod conformance;
 pub mod cqrs;
+pub mod kurrentdb;
+pub mod migrate;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -1,0 +1,655 @@
+//! Base FHIR R4 structure: resource type, element names, cardinality, JSON shapes, data types,
+//! choice types, primitive extensions (`_birthDate`), references, contained resources, extensions.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use super::{binding, primitive, Issue, IssueCode};
+use crate::fhir::definitions::{definitions, Definitions, ElementDef, TypeDef, TypeKind, TypeRef};
+
+/// Deeper than any real resource; a guard so hostile input cannot make the walk expensive.
+const MAX_DEPTH: usize = 64;
+
+/// Checks the base rules; returns the resource type when the input is a known resource at all.
+pub(super) fn check_resource<'v>(resource: &'v Value, issues: &mut Vec<Issue>) -> Option<&'v str> {
+    let mut walker = Walker {
+        defs: definitions(),
+        issues,
+        contained_ids: Vec::new(),
+    };
+    walker.resource(resource, None, 0, Position::Root)
+}
+
+/// Where a resource sits: its checks differ (dom-2/4/5 apply to contained resources only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Root,
+    Contained,
+    /// Bundle.entry.resource, Parameters.parameter.resource...
+    Inline,
+}
+
+struct Walker<'i> {
+    defs: &'static Definitions,
+    issues: &'i mut Vec<Issue>,
+    /// Ids of the contained resources of each enclosing resource, for `#id` references.
+    contained_ids: Vec<HashSet<String>>,
+}
+
+impl Walker<'_> {
+    fn push(&mut self, code: IssueCode, expr: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue::error(code, expr, message));
+    }
+
+    /// `expr` is the location of the resource (None at the root: the type name is the location).
+    fn resource<'v>(
+        &mut self,
+        value: &'v Value,
+        expr: Option<&str>,
+        depth: usize,
+        position: Position,
+    ) -> Option<&'v str> {
+        let here = expr.unwrap_or("");
+        let Value::Object(obj) = value else {
+            self.push(
+                IssueCode::Invalid,
+                here,
+                format!(
+                    "A resource must be a JSON object, found {}",
+                    primitive::json_kind(value)
+                ),
+            );
+            return None;
+        };
+        let Some(rt) = obj.get("resourceType") else {
+            self.push(IssueCode::Required, here, "Missing resourceType");
+            return None;
+        };
+        let Some(rt) = rt.as_str() else {
+            self.push(
+                IssueCode::Structure,
+                format!("{here}.resourceType").trim_start_matches('.'),
+                "resourceType must be a string",
+            );
+            return None;
+        };
+        let Some(td) = self
+            .defs
+            .type_def(rt)
+            .filter(|t| t.kind == TypeKind::Resource && !t.is_abstract)
+        else {
+            self.push(
+                IssueCode::NotSupported,
+                if here.is_empty() {
+                    "resourceType".to_owned()
+                } else {
+                    format!("{here}.resourceType")
+                },
+                format!("Unknown resource type '{}'", primitive::truncate(rt)),
+            );
+            return None;
+        };
+        let expr = expr.map(str::to_owned).unwrap_or_else(|| rt.to_owned());
+        if depth > MAX_DEPTH {
+            self.push(
+                IssueCode::TooCostly,
+                &expr,
+                "Resource is nested too deeply to validate",
+            );
+            return Some(rt);
+        }
+        if position == Position::Contained {
+            self.contained_rules(obj, &expr);
+        }
+        let ids = obj
+            .get("contained")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        self.contained_ids.push(ids);
+        self.object(obj, td, rt, &expr, depth + 1, true);
+        self.contained_ids.pop();
+        if position != Position::Contained {
+            self.contained_are_referenced(obj, &expr);
+        }
+        Some(rt)
+    }
+
+    /// dom-3: each contained resource is referenced from elsewhere in the resource (or refers
+    /// to its container with `#`).
+    fn contained_are_referenced(&mut self, obj: &Map<String, Value>, expr: &str) {
+        let Some(contained) = obj.get("contained").and_then(Value::as_array) else {
+            return;
+        };
+        let mut local_refs = HashSet::new();
+        for v in obj.values() {
+            collect_local_references(v, &mut local_refs, 0);
+        }
+        for (i, c) in contained.iter().enumerate() {
+            let Some(id) = c.get("id").and_then(Value::as_str) else {
+                continue; // reported as missing id already
+            };
+            let mut own = HashSet::new();
+            collect_local_references(c, &mut own, 0);
+            if !local_refs.contains(id) && !own.contains("") {
+                self.push(
+                    IssueCode::Invariant,
+                    format!("{expr}.contained[{i}]"),
+                    format!(
+                        "dom-3: contained resource '{}' is not referenced from the resource",
+                        primitive::truncate(id)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// dom-2, dom-4, dom-5 and the need for an id to be referenced.
+    fn contained_rules(&mut self, obj: &Map<String, Value>, expr: &str) {
+        if obj.contains_key("contained") {
+            self.push(
+                IssueCode::Invariant,
+                expr,
+                "dom-2: a contained resource must not contain resources",
+            );
+        }
+        if let Some(meta) = obj.get("meta").and_then(Value::as_object) {
+            if meta.contains_key("versionId") || meta.contains_key("lastUpdated") {
+                self.push(
+                    IssueCode::Invariant,
+                    format!("{expr}.meta"),
+                    "dom-4: a contained resource must not have meta.versionId or meta.lastUpdated",
+                );
+            }
+            if meta.contains_key("security") {
+                self.push(
+                    IssueCode::Invariant,
+                    format!("{expr}.meta"),
+                    "dom-5: a contained resource must not have security labels",
+                );
+            }
+        }
+        if !obj.contains_key("id") {
+            self.push(
+                IssueCode::Required,
+                format!("{expr}.id"),
+                "A contained resource must have an id to be referenced",
+            );
+        }
+    }
+
+    /// Checks a JSON object against the children of `path` in `td`.
+    fn object(
+        &mut self,
+        obj: &Map<String, Value>,
+        td: &'static TypeDef,
+        path: &str,
+        expr: &str,
+        depth: usize,
+        is_resource_root: bool,
+    ) {
+        if depth > MAX_DEPTH {
+            self.push(
+                IssueCode::TooCostly,
+                expr,
+                "Element is nested too deeply to validate",
+            );
+            return;
+        }
+        // ele-1: every element has a value or children (resourceType alone is not content).
+        if obj.is_empty()
+            || (is_resource_root && obj.len() == 1 && obj.contains_key("resourceType"))
+        {
+            self.push(
+                IssueCode::Invariant,
+                expr,
+                "ele-1: an element must have a value or children; empty objects are not allowed",
+            );
+            return;
+        }
+        let mut present: HashSet<&str> = HashSet::new();
+        let mut choice_used: HashMap<&str, &str> = HashMap::new();
+        for (key, value) in obj {
+            if is_resource_root && key == "resourceType" {
+                continue;
+            }
+            let (is_extension_part, name) = match key.strip_prefix('_') {
+                Some(rest) => (true, rest),
+                None => (false, key.as_str()),
+            };
+            let child = format!("{expr}.{key}");
+            let Some((el, ty)) = find_element(td, path, name) else {
+                self.push(
+                    IssueCode::Structure,
+                    &child,
+                    format!("Unknown element '{}'", primitive::truncate(key)),
+                );
+                continue;
+            };
+            present.insert(el.name);
+            // A choice element takes exactly one of its types.
+            if el.is_choice() {
+                match choice_used.get(el.name) {
+                    Some(first) if *first != name => {
+                        self.push(
+                            IssueCode::Structure,
+                            &child,
+                            format!(
+                                "Only one type of '{}' is allowed; '{first}' is already present",
+                                el.name
+                            ),
+                        );
+                        continue;
+                    }
+                    _ => {
+                        choice_used.insert(el.name, name);
+                    }
+                }
+            }
+            // Resource.id is typed string in the R4 snapshot, but a logical id has the id format.
+            let ty_code = match ty {
+                Some(_) if is_resource_root && name == "id" => Some("id"),
+                Some(t) => Some(t.code),
+                None => None,
+            };
+            let is_primitive = ty_code.is_some_and(|c| self.defs.primitive(c).is_some());
+            if is_extension_part && !is_primitive {
+                self.push(
+                    IssueCode::Structure,
+                    &child,
+                    format!(
+                        "'{key}' is only allowed for primitive elements; '{name}' is not primitive"
+                    ),
+                );
+                continue;
+            }
+            // The parallel array of the other half (`given` vs `_given`) makes null items legal.
+            let sibling = if is_extension_part {
+                obj.get(name)
+            } else {
+                obj.get(&format!("_{name}"))
+            };
+            let items: Vec<(Option<usize>, &Value)> = match value {
+                Value::Array(arr) => {
+                    if !el.max.is_repeating() {
+                        self.push(
+                            IssueCode::Structure,
+                            &child,
+                            format!(
+                                "'{name}' has max cardinality {}, it must not be an array",
+                                el.max
+                            ),
+                        );
+                        continue;
+                    }
+                    if arr.is_empty() {
+                        self.push(
+                            IssueCode::Structure,
+                            &child,
+                            "Arrays must not be empty; omit the element instead",
+                        );
+                        continue;
+                    }
+                    if let Some(Value::Array(other)) = sibling {
+                        if other.len() != arr.len() {
+                            self.push(
+                                IssueCode::Structure,
+                                &child,
+                                format!(
+                                    "'{name}' and '_{name}' must have the same number of items"
+                                ),
+                            );
+                        }
+                    }
+                    let non_null = arr.iter().filter(|v| !v.is_null()).count();
+                    if !el.max.allows(non_null) {
+                        self.push(
+                            IssueCode::Structure,
+                            &child,
+                            format!("'{name}' allows at most {} items, found {non_null}", el.max),
+                        );
+                    }
+                    arr.iter().enumerate().map(|(i, v)| (Some(i), v)).collect()
+                }
+                _ if el.max.is_repeating() => {
+                    self.push(
+                        IssueCode::Structure,
+                        &child,
+                        format!("'{name}' repeats (max {}), it must be an array", el.max),
+                    );
+                    continue;
+                }
+                single => vec![(None, single)],
+            };
+            for (index, item) in items {
+                let item_expr = match index {
+                    Some(i) => format!("{child}[{i}]"),
+                    None => child.clone(),
+                };
+                if item.is_null() {
+                    let paired = is_primitive
+                        && index.is_some_and(|i| {
+                            matches!(sibling, Some(Value::Array(other)) if other.get(i).is_some_and(|o| !o.is_null()))
+                        });
+                    if !paired {
+                        self.push(IssueCode::Structure, &item_expr, "null is only allowed in a primitive array paired with a value in its '_' twin");
+                    }
+                    continue;
+                }
+                if is_extension_part {
+                    self.primitive_extension(item, &item_expr, depth);
+                } else {
+                    self.value(td, el, ty, ty_code, item, &item_expr, depth);
+                }
+            }
+        }
+        // Required elements of this object.
+        for el in td.children_of(path) {
+            if el.min > 0 && !present.contains(el.name) {
+                let message = if el.is_choice() {
+                    format!("Missing required element '{}' (one of its types)", el.name)
+                } else {
+                    format!("Missing required element '{}'", el.name)
+                };
+                self.push(
+                    IssueCode::Required,
+                    format!("{expr}.{}", el.stem()),
+                    message,
+                );
+            }
+        }
+    }
+
+    /// `_name`: the id/extension of a primitive value.
+    fn primitive_extension(&mut self, item: &Value, expr: &str, depth: usize) {
+        let Value::Object(obj) = item else {
+            self.push(
+                IssueCode::Structure,
+                expr,
+                format!(
+                    "Expected an object with id/extension, found {}",
+                    primitive::json_kind(item)
+                ),
+            );
+            return;
+        };
+        if let Some(element) = self.defs.type_def("Element") {
+            self.object(obj, element, "Element", expr, depth + 1, false);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn value(
+        &mut self,
+        td: &'static TypeDef,
+        el: &ElementDef,
+        ty: Option<&TypeRef>,
+        ty_code: Option<&str>,
+        item: &Value,
+        expr: &str,
+        depth: usize,
+    ) {
+        if let Some(target) = &el.content_reference {
+            // Recursive structures (Questionnaire.item.item): the referenced element's children apply.
+            self.nested_object(item, td, target, expr, depth);
+            return;
+        }
+        let Some(code) = ty_code else { return };
+        if let Some(p) = self.defs.primitive(code) {
+            if let Some(message) = primitive::check(p, item) {
+                let issue_code =
+                    if matches!(item, Value::String(_) | Value::Number(_) | Value::Bool(_))
+                        && same_json_kind(p, item)
+                    {
+                        IssueCode::Value
+                    } else {
+                        IssueCode::Structure
+                    };
+                self.push(issue_code, expr, message);
+                return;
+            }
+        } else if code == "Resource" {
+            let position = if el.name == "contained" {
+                Position::Contained
+            } else {
+                Position::Inline
+            };
+            self.resource(item, Some(expr), depth + 1, position);
+            return;
+        } else if td.children_of(el.path).next().is_some() {
+            // BackboneElement / Element defined inline in this type.
+            self.nested_object(item, td, el.path, expr, depth);
+        } else if let Some(datatype) = self.defs.type_def(code) {
+            if !self.nested_object(item, datatype, code, expr, depth) {
+                return;
+            }
+            match code {
+                "Reference" => {
+                    self.reference(item, ty.map(|t| t.targets.as_slice()).unwrap_or(&[]), expr)
+                }
+                "Extension" => self.extension(item, expr),
+                _ => {}
+            }
+        }
+        if let Some(vs) = &el.required_binding {
+            if let Some(message) = binding::check(vs, item) {
+                self.push(IssueCode::CodeInvalid, expr, message);
+            }
+        }
+    }
+
+    /// Returns false when `item` is not an object (already reported).
+    fn nested_object(
+        &mut self,
+        item: &Value,
+        td: &'static TypeDef,
+        path: &str,
+        expr: &str,
+        depth: usize,
+    ) -> bool {
+        match item {
+            Value::Object(obj) => {
+                self.object(obj, td, path, expr, depth + 1, false);
+                true
+            }
+            other => {
+                self.push(
+                    IssueCode::Structure,
+                    expr,
+                    format!(
+                        "Expected an object ({}), found {}",
+                        td.name,
+                        primitive::json_kind(other)
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// Reference.reference format and target type.
+    fn reference(&mut self, item: &Value, targets: &[&str], expr: &str) {
+        let Some(reference) = item.get("reference").and_then(Value::as_str) else {
+            return;
+        };
+        let ref_expr = format!("{expr}.reference");
+        let shown = primitive::truncate(reference);
+        if let Some(local) = reference.strip_prefix('#') {
+            // "#" alone points from a contained resource to its container.
+            let known =
+                local.is_empty() || self.contained_ids.iter().any(|ids| ids.contains(local));
+            if !known {
+                self.push(
+                    IssueCode::Invariant,
+                    &ref_expr,
+                    format!(
+                        "ref-1: local reference '{shown}' does not match a contained resource id"
+                    ),
+                );
+            }
+            return;
+        }
+        if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+            let kind = if reference.starts_with("urn:uuid:") {
+                "uuid"
+            } else {
+                "oid"
+            };
+            if let Some(p) = self.defs.primitive(kind) {
+                if primitive::check(p, &Value::String(reference.to_owned())).is_some() {
+                    self.push(
+                        IssueCode::Value,
+                        &ref_expr,
+                        format!("'{shown}' is not a valid {kind} reference"),
+                    );
+                }
+            }
+            return;
+        }
+        let type_name = if reference.contains("://") {
+            // Absolute URL: a FHIR RESTful URL ends with Type/id, other URLs are opaque.
+            let segments: Vec<&str> = reference.trim_end_matches('/').rsplit('/').collect();
+            let (tail_type, tail_history) = match segments.as_slice() {
+                [_, "_history", _, t, ..] => (Some(*t), true),
+                [_, t, ..] => (Some(*t), false),
+                _ => (None, false),
+            };
+            let _ = tail_history;
+            tail_type.filter(|t| crate::fhir::definitions::is_resource_type(t))
+        } else if let Some((t, _query)) = reference.split_once('?') {
+            // Conditional reference (transaction bundles): resolved by the transaction processor.
+            if !crate::fhir::definitions::is_resource_type(t) {
+                self.push(
+                    IssueCode::Value,
+                    &ref_expr,
+                    format!("Conditional reference '{shown}' names an unknown resource type"),
+                );
+                return;
+            }
+            Some(t)
+        } else {
+            let parts: Vec<&str> = reference.split('/').collect();
+            let (t, id, version) = match parts.as_slice() {
+                [t, id] => (*t, *id, None),
+                [t, id, "_history", v] => (*t, *id, Some(*v)),
+                _ => {
+                    self.push(IssueCode::Value, &ref_expr, format!("'{shown}' is not a valid reference: expected 'Type/id', an absolute URL, 'urn:uuid:...' or '#id'"));
+                    return;
+                }
+            };
+            if !crate::fhir::definitions::is_resource_type(t) {
+                self.push(
+                    IssueCode::Value,
+                    &ref_expr,
+                    format!(
+                        "Reference '{shown}' names an unknown resource type '{}'",
+                        primitive::truncate(t)
+                    ),
+                );
+                return;
+            }
+            let id_ok = |s: &str| {
+                self.defs
+                    .primitive("id")
+                    .is_some_and(|p| primitive::check(p, &Value::String(s.to_owned())).is_none())
+            };
+            if !id_ok(id) || version.is_some_and(|v| !id_ok(v)) {
+                self.push(
+                    IssueCode::Value,
+                    &ref_expr,
+                    format!("Reference '{shown}' has an invalid id"),
+                );
+                return;
+            }
+            Some(t)
+        };
+        let Some(type_name) = type_name else { return };
+        let open = targets.is_empty() || targets.contains(&"Resource");
+        if !open && !targets.contains(&type_name) {
+            self.push(
+                IssueCode::Value,
+                &ref_expr,
+                format!(
+                    "Reference to {type_name} is not allowed here; allowed targets: {}",
+                    targets.join(", ")
+                ),
+            );
+        }
+        if let Some(declared) = item.get("type").and_then(Value::as_str) {
+            if declared != type_name && crate::fhir::definitions::is_resource_type(declared) {
+                self.push(IssueCode::Value, format!("{expr}.type"), format!("Reference.type '{declared}' does not match the referenced type {type_name}"));
+            }
+        }
+    }
+
+    /// ext-1: an extension has either a value or nested extensions, not both.
+    fn extension(&mut self, item: &Value, expr: &str) {
+        let Some(obj) = item.as_object() else { return };
+        let has_value = obj.keys().any(|k| k.starts_with("value"));
+        let has_nested = obj.contains_key("extension");
+        if has_value == has_nested {
+            self.push(
+                IssueCode::Invariant,
+                expr,
+                "ext-1: an extension must have either extensions or a value[x], not both",
+            );
+        }
+    }
+}
+
+/// Ids named by local references (`#id`; `""` for `#` alone) anywhere under `value`.
+fn collect_local_references(value: &Value, out: &mut HashSet<String>, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match value {
+        Value::Object(obj) => {
+            for (k, v) in obj {
+                match (k.as_str(), v) {
+                    ("reference", Value::String(r)) => {
+                        if let Some(id) = r.strip_prefix('#') {
+                            out.insert(id.to_owned());
+                        }
+                    }
+                    _ => collect_local_references(v, out, depth + 1),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                collect_local_references(v, out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The element named `key` under `path`, and for a choice element the type its name selects.
+fn find_element<'t>(
+    td: &'t TypeDef,
+    path: &str,
+    key: &str,
+) -> Option<(&'t ElementDef, Option<&'t TypeRef>)> {
+    td.children_of(path).find_map(|e| {
+        if e.is_choice() {
+            e.choice_type(key).map(|t| (e, Some(t)))
+        } else if e.name == key {
+            Some((e, e.types.first()))
+        } else {
+            None
+        }
+    })
+}
+
+fn same_json_kind(p: &crate::fhir::definitions::PrimitiveDef, v: &Value) -> bool {
+    use crate::fhir::definitions::PrimitiveJson as J;
+    matches!(
+        (p.json, v),
+        (J::Boolean, Value::Bool(_))
+            | (J::Integer | J::Decimal, Value::Number(_))
+            | (J::String, Value::String(_))
+    )
+}
