@@ -144,10 +144,33 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut touched: Vec<(String, u64)> = Vec::new();
         for request in batch {
-            let savepoint = tx.savepoint().map_err(sql_err)?;
-            match write_request(&savepoint, &self.revisions, &request.writes, commit_ms) {
+            // One event is one INSERT, atomic on its own, and every check comes before it;
+            // only larger requests need a savepoint to undo their first inserts.
+            let events: usize = request.writes.iter().map(|w| w.events.len()).sum();
+            let guarded = events > 1;
+            if guarded {
+                tx.prepare_cached("SAVEPOINT request")
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(sql_err)?;
+            }
+            let outcome = write_request(&tx, &self.revisions, &request.writes, commit_ms);
+            if guarded {
+                let end = if outcome.is_ok() {
+                    "RELEASE request"
+                } else {
+                    "ROLLBACK TO request"
+                };
+                tx.prepare_cached(end)
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(sql_err)?;
+                if outcome.is_err() {
+                    tx.prepare_cached("RELEASE request")
+                        .and_then(|mut s| s.execute([]))
+                        .map_err(sql_err)?;
+                }
+            }
+            match outcome {
                 Ok(results) => {
-                    savepoint.commit().map_err(sql_err)?;
                     for (write, result) in request.writes.iter().zip(&results) {
                         self.revisions
                             .insert(write.stream.clone(), result.next_revision);
@@ -155,13 +178,8 @@ impl Writer {
                     }
                     outcomes.push(Ok(results));
                 }
-                Err(WriteFailure::Rejected(e)) => {
-                    // Dropping the savepoint rolls back just this request.
-                    drop(savepoint);
-                    outcomes.push(Err(e));
-                }
+                Err(WriteFailure::Rejected(e)) => outcomes.push(Err(e)),
                 Err(WriteFailure::Duplicate(e)) => {
-                    drop(savepoint);
                     outcomes.push(replay_of(&tx, &request.writes).map_err(sql_err)?.ok_or(e));
                 }
                 Err(WriteFailure::Sql(e)) => return Err(sql_err(e)),
