@@ -698,6 +698,7 @@ mod never_panics {
         #[test]
         fn validator_never_panics_on_mutated_resources(r in mutated_resource()) {
             let _ = validate(&r);
+            let _ = validate_with(&r, ValidationOptions { base_invariants: true });
         }
     }
 }
@@ -742,6 +743,10 @@ fn validator_throughput() {
     let _ = crate::fhir::profiles_for("Patient");
     let _ = crate::fhir::capability();
     println!("tables parsed in {:?}", start.elapsed());
+    println!(
+        "invariants not compiled: {:?}",
+        crate::fhir::invariants::not_compiled()
+    );
     let all = fixtures();
     let rounds = 2_000;
     let start = std::time::Instant::now();
@@ -755,6 +760,20 @@ fn validator_throughput() {
     let elapsed = start.elapsed();
     println!(
         "{n} validations in {elapsed:?}: {:.0}/s ({issues} issues)",
+        n as f64 / elapsed.as_secs_f64()
+    );
+    let strict = ValidationOptions {
+        base_invariants: true,
+    };
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for r in &all {
+            issues += validate_with(r, strict).len();
+        }
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{n} validations with base invariants in {elapsed:?}: {:.0}/s",
         n as f64 / elapsed.as_secs_f64()
     );
 }
