@@ -808,7 +808,7 @@ impl<'v> Env<'v> {
                     Some(_) => arg(1)?.first().and_then(Item::as_num).unwrap_or(0.0) as usize,
                     None => chars.len() - start,
                 };
-                let end = (start + len).min(chars.len());
+                let end = start.saturating_add(len).min(chars.len());
                 vec![Item::Str(chars[start..end].iter().collect())]
             }
             ("intersect", 1) => {

@@ -556,12 +556,12 @@ impl<'v> Walker<'_, 'v> {
         let type_name = if reference.contains("://") {
             // Absolute URL: a FHIR RESTful URL ends with Type/id, other URLs are opaque.
             let segments: Vec<&str> = reference.trim_end_matches('/').rsplit('/').collect();
-            let (tail_type, tail_history) = match segments.as_slice() {
-                [_, "_history", _, t, ..] => (Some(*t), true),
-                [_, t, ..] => (Some(*t), false),
-                _ => (None, false),
+            // rsplit order: id, Type, ... or vid, "_history", id, Type, ...
+            let tail_type = match segments.as_slice() {
+                [_, "_history", _, t, ..] => Some(*t),
+                [_, t, ..] => Some(*t),
+                _ => None,
             };
-            let _ = tail_history;
             tail_type.filter(|t| crate::fhir::definitions::is_resource_type(t))
         } else if let Some((t, _query)) = reference.split_once('?') {
             // Conditional reference (transaction bundles): resolved by the transaction processor.
