@@ -503,9 +503,10 @@ impl<'v> Walker<'_, 'v> {
                 self.push(
                     IssueCode::Structure,
                     expr,
+                    // `path` names the datatype (`CodeableConcept`) or the backbone element
+                    // (`MedicationRequest.dispenseRequest`).
                     format!(
-                        "Expected an object ({}), found {}",
-                        td.name,
+                        "Expected an object ({path}), found {}",
                         primitive::json_kind(other)
                     ),
                 );
