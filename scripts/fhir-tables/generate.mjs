@@ -608,5 +608,7 @@ Written by \`scripts/fhir-tables/generate.mjs\` (run \`npm ci && node generate.m
 - ${Object.keys(enumerated).length} enumerated required-binding value sets (${notEnumerable} required bindings not enumerable, not checked)
 - ${supported.length} supported resource types, ${Object.values(searchParams).reduce((n, l) => n + l.length, 0)} search parameters (+ ${resourceLevel.length} common)
 - ${profiles.length} US Core profiles, ${usCoreExtensions.length} US Core extensions
+- ${Object.values(baseInvariants).reduce((n, l) => n + l.length, 0)} base invariants on ${Object.keys(baseInvariants).length} element paths, ${Object.values(profileInvariants).reduce((n, l) => n + l.length, 0)} US Core profile invariants
+- Patient compartment: ${Object.keys(patientCompartment.resources).length} resource types
 `,
 );
