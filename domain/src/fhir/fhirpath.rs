@@ -843,8 +843,43 @@ impl<'v> Env<'v> {
                 }
                 out
             }
+            ("descendants", 0) => {
+                let mut out = Vec::new();
+                for item in &base {
+                    if let Item::Node(v, _) = item {
+                        descendants(v, &mut out, 0);
+                    }
+                }
+                out
+            }
             (other, n) => return err(format!("{other}() with {n} argument(s) is not supported")),
         })
+    }
+}
+
+/// Every node below `value` (FHIRPath `descendants()`), bounded like the structural walk.
+fn descendants<'v>(value: &'v Value, out: &mut Collection<'v>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let children: Box<dyn Iterator<Item = &'v Value>> = match value {
+        Value::Object(obj) => Box::new(obj.values()),
+        Value::Array(items) => Box::new(items.iter()),
+        _ => return,
+    };
+    for child in children {
+        match child {
+            Value::Array(items) => {
+                for item in items {
+                    out.push(Item::Node(item, None));
+                    descendants(item, out, depth + 1);
+                }
+            }
+            other => {
+                out.push(Item::Node(other, None));
+                descendants(other, out, depth + 1);
+            }
+        }
     }
 }
 
@@ -898,6 +933,11 @@ mod tests {
             check("(1 + 2) = 3 and 'a' & 'b' = 'ab'", &json!({})),
             Some(true)
         );
+        let que_2 = "descendants().linkId.isDistinct()";
+        let q = json!({"item": [{"linkId": "1", "item": [{"linkId": "1.1"}]}, {"linkId": "2"}]});
+        assert_eq!(check(que_2, &q), Some(true));
+        let dup = json!({"item": [{"linkId": "1", "item": [{"linkId": "1"}]}]});
+        assert_eq!(check(que_2, &dup), Some(false));
     }
 
     #[test]
