@@ -101,16 +101,15 @@ async fn catch_up_rate(log: &dyn EventLog, category: &str, count: usize) -> f64 
         .await
         .expect("subscribe");
     let mut seen = 0;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), sub.next())
+    // Historical events, then the caught-up marker ends the measurement.
+    while let SubscriptionMessage::Event(_) =
+        tokio::time::timeout(Duration::from_secs(60), sub.next())
             .await
             .expect("subscription stalled")
             .expect("subscription ended")
             .expect("subscription failed")
-        {
-            SubscriptionMessage::Event(_) => seen += 1,
-            SubscriptionMessage::CaughtUp => break,
-        }
+    {
+        seen += 1;
     }
     assert_eq!(seen, count, "catch-up delivered every event");
     count as f64 / started.elapsed().as_secs_f64()

@@ -71,3 +71,125 @@ impl Harness for KurrentHarness {
 }
 
 sphere::conformance_tests!(KurrentHarness::new());
+
+// Adapter behaviour beyond the trait's contract, shown against the test double.
+
+mod adapter {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sphere::eventlog::kurrentdb::testserver::{DoubleOptions, ProtocolTestDouble};
+    use sphere::eventlog::kurrentdb::KurrentDbLog;
+    use sphere::eventlog::sqlite::SqliteLog;
+    use sphere::eventlog::{
+        EventFilter, EventLog, EventLogError, ExpectedRevision, NewEvent, StreamWrite,
+        SubscriptionMessage,
+    };
+
+    fn one(kind: &str) -> Vec<NewEvent> {
+        vec![NewEvent::new(kind, r#"{"x":1}"#)]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn multi_stream_commit_on_a_server_without_the_v2_api_fails_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing: Arc<dyn EventLog> = Arc::new(SqliteLog::open(dir.path()).unwrap());
+        let double = ProtocolTestDouble::start_with(
+            backing,
+            DoubleOptions {
+                multi_stream_append: false,
+                ..DoubleOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let log = KurrentDbLog::connect(&double.url()).await.unwrap();
+        let err = log
+            .append_multi(vec![
+                StreamWrite {
+                    stream: "txold-a".into(),
+                    expected: ExpectedRevision::NoStream,
+                    events: one("T"),
+                },
+                StreamWrite {
+                    stream: "txold-b".into(),
+                    expected: ExpectedRevision::NoStream,
+                    events: one("T"),
+                },
+            ])
+            .await
+            .unwrap_err();
+        match &err {
+            EventLogError::Unavailable(message) => assert!(message.contains("25.1"), "{message}"),
+            other => panic!("expected Unavailable, got {other}"),
+        }
+        assert_eq!(log.stream_revision("txold-a").await.unwrap(), None);
+        assert_eq!(log.stream_revision("txold-b").await.unwrap(), None);
+        // One stream needs no v2 API: it is atomic on every server.
+        let single = log
+            .append_multi(vec![StreamWrite {
+                stream: "txold-a".into(),
+                expected: ExpectedRevision::NoStream,
+                events: one("T"),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(single[0].next_revision, 0);
+        double.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscription_survives_a_server_restart_without_gaps_or_doubles() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing: Arc<dyn EventLog> = Arc::new(SqliteLog::open(dir.path()).unwrap());
+        let double = ProtocolTestDouble::start(backing.clone()).await.unwrap();
+        let address = double.address();
+        let log = KurrentDbLog::connect(&double.url()).await.unwrap();
+        for _ in 0..10 {
+            log.append("restart-1", ExpectedRevision::Any, one("E"))
+                .await
+                .unwrap();
+        }
+        let mut subscription = log
+            .subscribe(None, EventFilter::categories(["restart"]))
+            .await
+            .unwrap();
+        let mut revisions = Vec::new();
+        async fn next(s: &mut sphere::eventlog::Subscription) -> SubscriptionMessage {
+            tokio::time::timeout(Duration::from_secs(20), s.next())
+                .await
+                .expect("subscription stalled")
+                .expect("subscription ended")
+                .expect("subscription failed")
+        }
+        while revisions.len() < 10 {
+            if let SubscriptionMessage::Event(e) = next(&mut subscription).await {
+                revisions.push(e.revision);
+            }
+        }
+        // The server goes away; meanwhile more events are committed.
+        double.stop().await;
+        for _ in 0..5 {
+            backing
+                .append("restart-1", ExpectedRevision::Any, one("E"))
+                .await
+                .unwrap();
+        }
+        let double = ProtocolTestDouble::start_with(
+            backing.clone(),
+            DoubleOptions {
+                address: Some(address),
+                ..DoubleOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        while revisions.len() < 15 {
+            if let SubscriptionMessage::Event(e) = next(&mut subscription).await {
+                revisions.push(e.revision);
+            }
+        }
+        assert_eq!(revisions, (0..15).collect::<Vec<u64>>());
+        double.stop().await;
+    }
+}

@@ -373,8 +373,9 @@ report += `
 Reading the disagreements: Medplum does not check the FHIR JSON rule against empty arrays, the
 format of Reference.reference, required bindings (it has no terminology), constraints inside
 type slices (\`value[x]:valueQuantity.unit\`) or US Core extension definitions, so on those we
-report errors it does not. We do not evaluate FHIRPath invariants (us-core-2, vs-1...), which
-Medplum does; that is the only kind of disagreement where Medplum finds an error we miss.
+report errors it does not. Both evaluate FHIRPath invariants (ours with base invariants enabled,
+\`ValidationOptions { base_invariants: true }\`); an invariant that evaluates to empty counts as
+satisfied for us and as violated for Medplum (vs-1 on an \`effectivePeriod\`).
 `;
 report += `\nUS Core profiles Medplum could not load (its resources are checked against the base only by Medplum):\n\n${medplumCannotLoad.map((m) => `- ${m}`).join('\n') || '- none'}\n`;
 report += `\n## Disagreements (first 40, then every random-mutation one)\n\n`;

@@ -502,6 +502,35 @@ for (const t of Object.keys(searchParams)) searchParams[t].sort((a, b) => a.code
 resourceLevel.sort((a, b) => a.code.localeCompare(b.code));
 
 // ---------------------------------------------------------------------------------------------
+// Invariants (FHIRPath constraints). Base: error-severity constraints defined by each type
+// itself (inherited ones are listed under their own type), except those the validator checks
+// structurally. US Core: constraints the profiles add, on non-slice elements.
+const STRUCTURAL_INVARIANTS = new Set(['ele-1', 'ext-1', 'dom-2', 'dom-3', 'dom-4', 'dom-5']);
+const baseInvariants = {};
+const baseKeys = new Set();
+for (const sd of baseSds) {
+  if (sd.derivation === 'constraint') continue;
+  for (const el of sd.snapshot.element) {
+    for (const c of el.constraint ?? []) {
+      baseKeys.add(c.key);
+      if (c.severity !== 'error' || STRUCTURAL_INVARIANTS.has(c.key) || !c.expression) continue;
+      if (c.source && lastSegment(c.source) !== sd.type) continue; // listed under its own type
+      (baseInvariants[el.path] ??= []).push([c.key, c.human, c.expression]);
+    }
+  }
+}
+const profileInvariants = {};
+for (const sd of usCoreSds) {
+  for (const el of sd.snapshot.element) {
+    if (el.id.includes(':')) continue; // slice-specific: would need slice membership
+    for (const c of el.constraint ?? []) {
+      if (baseKeys.has(c.key) || !c.expression) continue;
+      (profileInvariants[sd.url] ??= []).push([el.path, c.key, c.severity, c.human, c.expression]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The Patient compartment (R4 CompartmentDefinition): which search parameters put a resource in
 // a patient's compartment. Drives compartment search, $everything, Bulk export and patient scopes.
 const compartmentDef = readJson(path.join(defsDir, 'compartmentdefinition-patient.json'));
@@ -561,6 +590,10 @@ write('search-parameters.json', { common: resourceLevel, by_type: searchParams }
 write('us-core-profiles.json', { version: '6.1.0', profiles, extensions: usCoreExtensions });
 write('capability.json', capability);
 write('patient-compartment.json', patientCompartment);
+write('invariants.json', {
+  types: Object.fromEntries(Object.keys(baseInvariants).sort().map((k) => [k, baseInvariants[k]])),
+  profiles: profileInvariants,
+});
 const medplumVersion = readJson(path.join(defsDir, '..', '..', '..', 'package.json')).version;
 fs.writeFileSync(
   path.join(outDir, 'SOURCES.md'),
@@ -575,5 +608,7 @@ Written by \`scripts/fhir-tables/generate.mjs\` (run \`npm ci && node generate.m
 - ${Object.keys(enumerated).length} enumerated required-binding value sets (${notEnumerable} required bindings not enumerable, not checked)
 - ${supported.length} supported resource types, ${Object.values(searchParams).reduce((n, l) => n + l.length, 0)} search parameters (+ ${resourceLevel.length} common)
 - ${profiles.length} US Core profiles, ${usCoreExtensions.length} US Core extensions
+- ${Object.values(baseInvariants).reduce((n, l) => n + l.length, 0)} base invariants on ${Object.keys(baseInvariants).length} element paths, ${Object.values(profileInvariants).reduce((n, l) => n + l.length, 0)} US Core profile invariants
+- Patient compartment: ${Object.keys(patientCompartment.resources).length} resource types
 `,
 );

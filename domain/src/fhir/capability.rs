@@ -276,6 +276,25 @@ mod tests {
     }
 
     #[test]
+    fn every_us_core_search_parameter_is_in_the_search_table() {
+        for r in &capability().resources {
+            for p in &r.search_params {
+                let def = crate::fhir::search_parameter(&r.resource_type, &p.name);
+                assert!(def.is_some(), "{}.{}", r.resource_type, p.name);
+                if let (Some(def), Some(url)) = (def, &p.definition) {
+                    assert!(
+                        def.url == *url || def.overrides.as_deref() == Some(url.as_str()),
+                        "{}.{}: {} vs {url}",
+                        r.resource_type,
+                        p.name,
+                        def.url
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn capability_statement_is_built_from_the_tables_and_is_valid_fhir() {
         let server = ServerDescription {
             base_url: "https://ehr.example.org/fhir/r4".into(),

@@ -18,6 +18,8 @@
 pub mod capability;
 pub mod compartment;
 pub mod definitions;
+pub mod fhirpath;
+pub mod invariants;
 pub mod profiles;
 pub mod search_parameters;
 pub mod search_path;
@@ -32,5 +34,6 @@ pub use profiles::{profile, profiles_for, Profile};
 pub use search_parameters::{search_parameter, search_parameters, SearchParamDef, SearchParamType};
 pub use search_path::{Found, SearchPath};
 pub use validate::{
-    has_errors, operation_outcome, validate, validate_against, Issue, IssueCode, Severity,
+    has_errors, operation_outcome, validate, validate_against, validate_with, Issue, IssueCode,
+    Severity, ValidationOptions,
 };

@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::{binding, Issue, IssueCode};
+use crate::fhir::invariants;
 use crate::fhir::profiles::{profile, us_core_extension, ProfileNode};
 
 /// Checks every profile listed in `meta.profile`.
@@ -70,6 +71,7 @@ pub(super) fn check_profile(
         issues,
     };
     ctx.children(&p.constraints, resource, resource_type);
+    ctx.invariants(&p.url, resource, resource_type);
 }
 
 /// Checks every use of a US Core extension, anywhere in the resource, against its definition.
@@ -132,6 +134,40 @@ impl Ctx<'_> {
             expr,
             format!("{} ({})", message, self.profile),
         ));
+    }
+
+    /// The FHIRPath invariants the profile adds (`us-core-2`...), on every value of their path.
+    fn invariants(&mut self, url: &str, resource: &Value, resource_type: &str) {
+        for inv in invariants::for_profile(url) {
+            let Some(rest) = inv.path.strip_prefix(resource_type) else {
+                continue;
+            };
+            let mut values = vec![Located {
+                expr: resource_type.to_owned(),
+                key: "",
+                value: resource,
+            }];
+            for seg in rest.split('.').filter(|s| !s.is_empty()) {
+                values = values
+                    .iter()
+                    .flat_map(|l| values_of(l.value, seg, &l.expr))
+                    .collect();
+            }
+            // For a choice element, the JSON key names the type (`effectiveDateTime`).
+            let stem = inv.path.rsplit('.').next().unwrap_or("");
+            let stem = stem.strip_suffix("[x]");
+            for v in &values {
+                let choice = stem.and_then(|s| v.key.strip_prefix(s));
+                if let Ok(Some(false)) = inv.compiled.check(v.value, choice, resource, resource) {
+                    let message = format!("{}: {} ({})", inv.key, inv.human, self.profile);
+                    self.issues.push(if inv.severity == "error" {
+                        Issue::error(IssueCode::Invariant, v.expr.clone(), message)
+                    } else {
+                        Issue::warning(IssueCode::Invariant, v.expr.clone(), message)
+                    });
+                }
+            }
+        }
     }
 
     /// Applies `node`'s children to one instance (an object) at `expr`.

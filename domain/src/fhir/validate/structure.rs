@@ -5,18 +5,25 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::{binding, primitive, Issue, IssueCode};
+use super::{binding, primitive, Issue, IssueCode, ValidationOptions};
 use crate::fhir::definitions::{definitions, Definitions, ElementDef, TypeDef, TypeKind, TypeRef};
+use crate::fhir::invariants;
 
 /// Deeper than any real resource; a guard so hostile input cannot make the walk expensive.
 const MAX_DEPTH: usize = 64;
 
 /// Checks the base rules; returns the resource type when the input is a known resource at all.
-pub(super) fn check_resource<'v>(resource: &'v Value, issues: &mut Vec<Issue>) -> Option<&'v str> {
+pub(super) fn check_resource<'v>(
+    resource: &'v Value,
+    options: ValidationOptions,
+    issues: &mut Vec<Issue>,
+) -> Option<&'v str> {
     let mut walker = Walker {
         defs: definitions(),
         issues,
         contained_ids: Vec::new(),
+        resources: Vec::new(),
+        options,
     };
     walker.resource(resource, None, 0, Position::Root)
 }
@@ -30,20 +37,23 @@ enum Position {
     Inline,
 }
 
-struct Walker<'i> {
+struct Walker<'i, 'v> {
     defs: &'static Definitions,
     issues: &'i mut Vec<Issue>,
     /// Ids of the contained resources of each enclosing resource, for `#id` references.
     contained_ids: Vec<HashSet<String>>,
+    /// (%resource, %rootResource) of each enclosing resource, for invariants.
+    resources: Vec<(&'v Value, &'v Value)>,
+    options: ValidationOptions,
 }
 
-impl Walker<'_> {
+impl<'v> Walker<'_, 'v> {
     fn push(&mut self, code: IssueCode, expr: impl Into<String>, message: impl Into<String>) {
         self.issues.push(Issue::error(code, expr, message));
     }
 
     /// `expr` is the location of the resource (None at the root: the type name is the location).
-    fn resource<'v>(
+    fn resource(
         &mut self,
         value: &'v Value,
         expr: Option<&str>,
@@ -110,7 +120,14 @@ impl Walker<'_> {
             .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned))
             .collect();
         self.contained_ids.push(ids);
-        self.object(obj, td, rt, &expr, depth + 1, true);
+        // A contained resource's %rootResource is its container; otherwise the resource itself.
+        let root = match (position, self.resources.last()) {
+            (Position::Contained, Some((container, _))) => *container,
+            _ => value,
+        };
+        self.resources.push((value, root));
+        self.object(value, obj, td, rt, &expr, depth + 1, true);
+        self.resources.pop();
         self.contained_ids.pop();
         if position != Position::Contained {
             self.contained_are_referenced(obj, &expr);
@@ -182,9 +199,11 @@ impl Walker<'_> {
     }
 
     /// Checks a JSON object against the children of `path` in `td`.
+    #[allow(clippy::too_many_arguments)]
     fn object(
         &mut self,
-        obj: &Map<String, Value>,
+        value: &'v Value,
+        obj: &'v Map<String, Value>,
         td: &'static TypeDef,
         path: &str,
         expr: &str,
@@ -361,10 +380,35 @@ impl Walker<'_> {
                 );
             }
         }
+        self.invariants(path, value, expr);
+    }
+
+    /// The base invariants defined on `path` (`Observation`, `Observation.component`, `Period`),
+    /// evaluated with this object as `$this`. One that cannot be evaluated is skipped.
+    fn invariants(&mut self, path: &str, value: &'v Value, expr: &str) {
+        if !self.options.base_invariants {
+            return;
+        }
+        let list = invariants::for_path(path);
+        if list.is_empty() {
+            return;
+        }
+        let Some(&(resource, root)) = self.resources.last() else {
+            return;
+        };
+        for inv in list {
+            if let Ok(Some(false)) = inv.compiled.check(value, None, resource, root) {
+                self.push(
+                    IssueCode::Invariant,
+                    expr,
+                    format!("{}: {}", inv.key, inv.human),
+                );
+            }
+        }
     }
 
     /// `_name`: the id/extension of a primitive value.
-    fn primitive_extension(&mut self, item: &Value, expr: &str, depth: usize) {
+    fn primitive_extension(&mut self, item: &'v Value, expr: &str, depth: usize) {
         let Value::Object(obj) = item else {
             self.push(
                 IssueCode::Structure,
@@ -377,7 +421,7 @@ impl Walker<'_> {
             return;
         };
         if let Some(element) = self.defs.type_def("Element") {
-            self.object(obj, element, "Element", expr, depth + 1, false);
+            self.object(item, obj, element, "Element", expr, depth + 1, false);
         }
     }
 
@@ -388,7 +432,7 @@ impl Walker<'_> {
         el: &ElementDef,
         ty: Option<&TypeRef>,
         ty_code: Option<&str>,
-        item: &Value,
+        item: &'v Value,
         expr: &str,
         depth: usize,
     ) {
@@ -444,7 +488,7 @@ impl Walker<'_> {
     /// Returns false when `item` is not an object (already reported).
     fn nested_object(
         &mut self,
-        item: &Value,
+        item: &'v Value,
         td: &'static TypeDef,
         path: &str,
         expr: &str,
@@ -452,16 +496,17 @@ impl Walker<'_> {
     ) -> bool {
         match item {
             Value::Object(obj) => {
-                self.object(obj, td, path, expr, depth + 1, false);
+                self.object(item, obj, td, path, expr, depth + 1, false);
                 true
             }
             other => {
                 self.push(
                     IssueCode::Structure,
                     expr,
+                    // `path` names the datatype (`CodeableConcept`) or the backbone element
+                    // (`MedicationRequest.dispenseRequest`).
                     format!(
-                        "Expected an object ({}), found {}",
-                        td.name,
+                        "Expected an object ({path}), found {}",
                         primitive::json_kind(other)
                     ),
                 );
@@ -512,12 +557,12 @@ impl Walker<'_> {
         let type_name = if reference.contains("://") {
             // Absolute URL: a FHIR RESTful URL ends with Type/id, other URLs are opaque.
             let segments: Vec<&str> = reference.trim_end_matches('/').rsplit('/').collect();
-            let (tail_type, tail_history) = match segments.as_slice() {
-                [_, "_history", _, t, ..] => (Some(*t), true),
-                [_, t, ..] => (Some(*t), false),
-                _ => (None, false),
+            // rsplit order: id, Type, ... or vid, "_history", id, Type, ...
+            let tail_type = match segments.as_slice() {
+                [_, "_history", _, t, ..] => Some(*t),
+                [_, t, ..] => Some(*t),
+                _ => None,
             };
-            let _ = tail_history;
             tail_type.filter(|t| crate::fhir::definitions::is_resource_type(t))
         } else if let Some((t, _query)) = reference.split_once('?') {
             // Conditional reference (transaction bundles): resolved by the transaction processor.

@@ -32,7 +32,13 @@ fn us_core_package_examples_validate() {
         let text = std::fs::read_to_string(&path).expect("read");
         let value: Value = serde_json::from_str(&text).expect("json");
         total += 1;
-        let errs = errors(&value);
+        let strict = ValidationOptions {
+            base_invariants: true,
+        };
+        let errs: Vec<Issue> = validate_with(&value, strict)
+            .into_iter()
+            .filter(Issue::is_error)
+            .collect();
         if !errs.is_empty() {
             failures += 1;
             println!("{}:", path.display());
@@ -464,6 +470,53 @@ fn us_core_narrowed_choice_types_are_enforced() {
 }
 
 #[test]
+fn base_invariants_are_evaluated_when_enabled() {
+    let strict = ValidationOptions {
+        base_invariants: true,
+    };
+    let has = |issues: Vec<Issue>, expr: &str| {
+        issues
+            .iter()
+            .any(|i| i.code == IssueCode::Invariant && i.expression == expr && i.is_error())
+    };
+    let mut p = patient();
+    p["name"][0]["period"] = json!({"start": "2020-02-01", "end": "2020-01-01"});
+    assert!(has(validate_with(&p, strict), "Patient.name[0].period"));
+    assert!(
+        !has(validate(&p), "Patient.name[0].period"),
+        "off by default"
+    );
+    let mut o = blood_pressure();
+    o["dataAbsentReason"] = json!({"text": "n/a"});
+    o["valueString"] = json!("x");
+    // obs-6: dataAbsentReason only when there is no value.
+    assert!(has(validate_with(&o, strict), "Observation"));
+    // Every valid fixture and every US Core example also satisfies the base invariants.
+    for r in fixtures() {
+        let errs: Vec<Issue> = validate_with(&r, strict)
+            .into_iter()
+            .filter(Issue::is_error)
+            .collect();
+        assert!(errs.is_empty(), "{} {errs:#?}", r["id"]);
+    }
+}
+
+#[test]
+fn us_core_invariants_are_evaluated() {
+    let mut lab = fixtures()
+        .into_iter()
+        .find(|r| r["id"] == "lab-1")
+        .expect("lab fixture");
+    lab.as_object_mut().expect("object").remove("valueQuantity");
+    // us-core-2: a value or a data absent reason.
+    assert_error(lab.clone(), IssueCode::Invariant, "Observation");
+    lab["valueQuantity"] = json!({"value": 1, "system": "http://unitsofmeasure.org", "code": "mg"});
+    lab["effectiveDateTime"] = json!("2024-03");
+    // us-core-1: an effective dateTime is precise to the day.
+    assert_error(lab, IssueCode::Invariant, "Observation.effectiveDateTime");
+}
+
+#[test]
 fn us_core_extension_slices_limit_repeats() {
     let mut p = us_core_patient();
     let birthsex = json!({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex",
@@ -645,6 +698,7 @@ mod never_panics {
         #[test]
         fn validator_never_panics_on_mutated_resources(r in mutated_resource()) {
             let _ = validate(&r);
+            let _ = validate_with(&r, ValidationOptions { base_invariants: true });
         }
     }
 }
@@ -664,8 +718,12 @@ fn crosscheck_verdicts() {
     let mut out = String::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let value: Value = serde_json::from_str(line).expect("json line");
-        let errs: Vec<Value> = errors(&value)
+        let strict = ValidationOptions {
+            base_invariants: true,
+        };
+        let errs: Vec<Value> = validate_with(&value, strict)
             .iter()
+            .filter(|i| i.is_error())
             .map(|e| json!({"code": e.code.as_str(), "expression": e.expression, "message": e.message}))
             .collect();
         out.push_str(&Value::Array(errs).to_string());
@@ -685,6 +743,10 @@ fn validator_throughput() {
     let _ = crate::fhir::profiles_for("Patient");
     let _ = crate::fhir::capability();
     println!("tables parsed in {:?}", start.elapsed());
+    println!(
+        "invariants not compiled: {:?}",
+        crate::fhir::invariants::not_compiled()
+    );
     let all = fixtures();
     let rounds = 2_000;
     let start = std::time::Instant::now();
@@ -698,6 +760,20 @@ fn validator_throughput() {
     let elapsed = start.elapsed();
     println!(
         "{n} validations in {elapsed:?}: {:.0}/s ({issues} issues)",
+        n as f64 / elapsed.as_secs_f64()
+    );
+    let strict = ValidationOptions {
+        base_invariants: true,
+    };
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        for r in &all {
+            issues += validate_with(r, strict).len();
+        }
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{n} validations with base invariants in {elapsed:?}: {:.0}/s ({issues} issues in all)",
         n as f64 / elapsed.as_secs_f64()
     );
 }

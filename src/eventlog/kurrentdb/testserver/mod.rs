@@ -31,7 +31,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -51,28 +51,66 @@ use convert::{Filter, WireEvent};
 /// Events one inner read asks the backing log for.
 const PAGE: usize = 1024;
 
+/// How a test double behaves.
+#[derive(Debug, Clone)]
+pub struct DoubleOptions {
+    /// Offer the v2 multi-stream append (KurrentDB 25.1+); `false` acts as an older server.
+    pub multi_stream_append: bool,
+    /// Where to listen; a free loopback port when `None`.
+    pub address: Option<SocketAddr>,
+}
+
+impl Default for DoubleOptions {
+    fn default() -> Self {
+        Self {
+            multi_stream_append: true,
+            address: None,
+        }
+    }
+}
+
 /// A running protocol test double on a loopback port. Dropping it stops the server.
 pub struct ProtocolTestDouble {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Ends live subscriptions, which would otherwise hold a graceful shutdown open forever.
+    closing: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
 impl ProtocolTestDouble {
-    /// Serves `log` on `127.0.0.1` at a free port.
+    /// Serves `log` on `127.0.0.1` at a free port, like KurrentDB 25.1 (with the v2
+    /// multi-stream append).
     pub async fn start(log: Arc<dyn EventLog>) -> Result<Self, EventLogError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_with(log, DoubleOptions::default()).await
+    }
+
+    /// Serves `log` as `options` say.
+    pub async fn start_with(
+        log: Arc<dyn EventLog>,
+        options: DoubleOptions,
+    ) -> Result<Self, EventLogError> {
+        let address = options.address.unwrap_or(([127, 0, 0, 1], 0).into());
+        let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|e| EventLogError::Unavailable(format!("test double cannot bind: {e}")))?;
         let addr = listener
             .local_addr()
             .map_err(|e| EventLogError::Unavailable(format!("test double address: {e}")))?;
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let service = Double { log };
+        let (closing, closing_rx) = watch::channel(false);
+        let service = Double {
+            log,
+            closing: closing_rx,
+        };
+        // An older server simply lacks the v2 service: the client then gets `Unimplemented`.
+        let v2 = options
+            .multi_stream_append
+            .then(|| StreamsServiceServer::new(service.clone()));
         let task = tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
-                .add_service(StreamsServer::new(service.clone()))
-                .add_service(StreamsServiceServer::new(service))
+                .add_service(StreamsServer::new(service))
+                .add_optional_service(v2)
                 .serve_with_incoming_shutdown(
                     // Without TCP_NODELAY every small response waits out delayed ACKs (~40 ms).
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -88,8 +126,14 @@ impl ProtocolTestDouble {
         Ok(Self {
             addr,
             shutdown: Some(shutdown),
+            closing,
             task: Some(task),
         })
+    }
+
+    /// The address it listens on (to restart a double at the same place).
+    pub fn address(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The connection string the official client uses to reach this double.
@@ -106,6 +150,7 @@ impl ProtocolTestDouble {
     }
 
     fn halt(&mut self) {
+        let _ = self.closing.send(true);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -121,6 +166,7 @@ impl Drop for ProtocolTestDouble {
 #[derive(Clone)]
 struct Double {
     log: Arc<dyn EventLog>,
+    closing: watch::Receiver<bool>,
 }
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<v1::ReadResp, Status>> + Send>>;
@@ -208,7 +254,14 @@ impl Streams for Double {
                 };
                 let interval = convert::checkpoint_interval(options.filter_option.as_ref());
                 let subscription = log.subscribe(after, EventFilter::all()).await.map_err(status)?;
-                tokio::spawn(serve_subscription(subscription, filter, interval, structured_ids, tx));
+                tokio::spawn(serve_subscription(
+                    subscription,
+                    filter,
+                    interval,
+                    structured_ids,
+                    self.closing.clone(),
+                    tx,
+                ));
             }
             _ => {
                 return Err(Status::unimplemented(
@@ -473,6 +526,7 @@ async fn serve_subscription(
     filter: Filter,
     checkpoint_interval: u64,
     structured_ids: bool,
+    mut closing: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<v1::ReadResp, Status>>,
 ) {
     let confirmation = v1::ReadResp {
@@ -491,6 +545,11 @@ async fn serve_subscription(
         let message = tokio::select! {
             m = subscription.next() => m,
             () = tx.closed() => return,
+            // Like a server going down: the client sees the stream fail and resubscribes.
+            () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+                let _ = tx.send(Err(Status::unavailable("server shutting down"))).await;
+                return;
+            }
         };
         let mut replies = Vec::with_capacity(2);
         match message {
