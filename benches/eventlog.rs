@@ -130,7 +130,10 @@ async fn subscription_lag(samples: usize) -> ((f64, f64), (f64, f64)) {
 
 fn median_p99(mut samples: Vec<f64>) -> (f64, f64) {
     samples.sort_by(|a, b| a.total_cmp(b));
-    (samples[samples.len() / 2], samples[samples.len() * 99 / 100])
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
 }
 
 fn main() {

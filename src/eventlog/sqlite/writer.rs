@@ -273,11 +273,13 @@ fn write_stream(
         if let Some(previous) = earlier_commit(tx, write)? {
             return Ok(previous);
         }
-        return Err(WriteFailure::Rejected(EventLogError::WrongExpectedVersion {
-            stream: write.stream.clone(),
-            expected: write.expected,
-            actual: current,
-        }));
+        return Err(WriteFailure::Rejected(
+            EventLogError::WrongExpectedVersion {
+                stream: write.stream.clone(),
+                expected: write.expected,
+                actual: current,
+            },
+        ));
     }
     let category = category_of(&write.stream);
     let mut revision = current.map(|r| r + 1).unwrap_or(0);
