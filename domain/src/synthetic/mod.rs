@@ -30,9 +30,13 @@ macro_rules! js {
         serde_json::Value::Object(map)
     }};
     ([ $($body:tt)* ]) => {{
-        #[allow(unused_mut)]
-        let mut items: Vec<serde_json::Value> = Vec::new();
-        js_array!(items; $($body)*);
+        // Pushing element by element is what lets the macro recurse into nested literals.
+        #[allow(unused_mut, clippy::vec_init_then_push)]
+        let items = {
+            let mut items: Vec<serde_json::Value> = Vec::new();
+            js_array!(items; $($body)*);
+            items
+        };
         serde_json::Value::Array(items)
     }};
     ($value:expr) => {
