@@ -8,6 +8,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod eventlog;
+pub mod fhir;
 pub mod generate;
 pub mod http;
 pub mod projection;
+pub mod smart;

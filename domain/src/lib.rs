@@ -5,4 +5,5 @@
 
 pub mod envelope;
 pub mod fhir;
+pub mod resource;
 pub mod synthetic;

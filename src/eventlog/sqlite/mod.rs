@@ -56,6 +56,11 @@ impl SqliteLog {
         let path = schema::database_path(dir);
         let conn = schema::connect(&path, false)?;
         schema::initialize(&conn, &path)?;
+        // Checkpoints move WAL pages into the database file and fsync it; done on the
+        // writer's thread they stall every append behind them, so a thread of their own
+        // does them instead.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| schema::open_error(&path, e))?;
         let head_now = reader::head(&conn)?.map(|p| p.0).unwrap_or(0);
         let (head, _) = watch::channel(head_now);
         let writer = Writer::new(conn, path.clone(), head.clone())?;
@@ -72,6 +77,7 @@ impl SqliteLog {
             head,
         });
         tokio::spawn(poll_foreign_appends(Arc::downgrade(&inner)));
+        start_checkpointer(Arc::downgrade(&inner))?;
         Ok(Self { inner })
     }
 
@@ -140,11 +146,11 @@ impl SqliteLog {
                 .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
                 .map_err(reader::read_error)?;
             let streams: i64 = conn
-                .query_row("SELECT COUNT(*) FROM streams", [], |r| r.get(0))
+                .query_row("SELECT COUNT(DISTINCT stream) FROM events", [], |r| r.get(0))
                 .map_err(reader::read_error)?;
             let mut statement = conn
                 .prepare(
-                    "SELECT category, COUNT(*), SUM(revision + 1) FROM streams GROUP BY category ORDER BY category",
+                    "SELECT category, COUNT(DISTINCT stream), COUNT(*) FROM events GROUP BY category ORDER BY category",
                 )
                 .map_err(reader::read_error)?;
             let categories = statement
@@ -194,6 +200,32 @@ pub struct CategoryStats {
     pub category: String,
     pub streams: u64,
     pub events: u64,
+}
+
+/// How often the WAL is folded back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+fn start_checkpointer(inner: std::sync::Weak<Inner>) -> Result<(), EventLogError> {
+    let path = match inner.upgrade() {
+        Some(inner) => inner.path.clone(),
+        None => return Ok(()),
+    };
+    let conn = schema::connect(&path, false)?;
+    std::thread::Builder::new()
+        .name("sphere-log-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            if inner.upgrade().is_none() {
+                return;
+            }
+            // PASSIVE never blocks the writer or readers; what it cannot copy now it copies
+            // on a later round.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        })
+        .map_err(|e| EventLogError::Unavailable(format!("cannot start checkpointer: {e}")))?;
+    Ok(())
 }
 
 /// Moves the head watch when another process appended to the same file.

@@ -195,11 +195,9 @@ pub fn head(conn: &Connection) -> Result<Option<Position>, EventLogError> {
 }
 
 pub fn stream_revision(conn: &Connection, stream: &str) -> Result<Option<u64>, EventLogError> {
-    use rusqlite::OptionalExtension;
-    conn.prepare_cached("SELECT revision FROM streams WHERE stream = ?1")
+    conn.prepare_cached("SELECT MAX(revision) FROM events WHERE stream = ?1")
         .map_err(read_error)?
-        .query_row([stream], |r| r.get::<_, i64>(0))
-        .optional()
+        .query_row([stream], |r| r.get::<_, Option<i64>>(0))
         .map(|r| r.map(|r| r as u64))
         .map_err(read_error)
 }

@@ -24,11 +24,6 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (stream, revision)
 );
 CREATE INDEX IF NOT EXISTS events_by_category ON events (category, global_position);
-CREATE TABLE IF NOT EXISTS streams (
-    stream   TEXT    PRIMARY KEY,
-    revision INTEGER NOT NULL,
-    category TEXT    NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT    PRIMARY KEY,
     position INTEGER NOT NULL

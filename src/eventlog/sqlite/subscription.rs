@@ -68,7 +68,8 @@ async fn run(
 }
 
 /// Sends every matching event in `(cursor, upto]` and moves `cursor` to `upto`.
-/// `Ok(false)` when the subscriber went away.
+/// `Ok(false)` when the subscriber went away. The next page is read while the current one is
+/// being handed over, so reading and delivering overlap.
 async fn deliver(
     log: &SqliteLog,
     cursor: &mut u64,
@@ -76,22 +77,35 @@ async fn deliver(
     filter: &EventFilter,
     sender: &Sender,
 ) -> Result<bool, EventLogError> {
-    while *cursor < upto {
-        let from = *cursor;
-        let page_filter = filter.clone();
-        let events = log
-            .read(move |conn| {
+    let read_page = |from: u64| {
+        let log = log.clone();
+        let filter = filter.clone();
+        tokio::spawn(async move {
+            log.read(move |conn| {
                 reader::read_range(
                     conn,
                     Some(Position(from)),
                     Some(Position(upto)),
-                    &page_filter,
+                    &filter,
                     PAGE,
                 )
             })
-            .await?;
+            .await
+        })
+    };
+    let mut pending = (*cursor < upto).then(|| read_page(*cursor));
+    while let Some(page) = pending.take() {
+        let events = page
+            .await
+            .map_err(|e| EventLogError::Unavailable(format!("read task failed: {e}")))??;
         let full = events.len() == PAGE;
-        let last = events.last().map(|e| e.position.0);
+        *cursor = match (full, events.last()) {
+            (true, Some(last)) => last.position.0,
+            _ => upto,
+        };
+        if *cursor < upto {
+            pending = Some(read_page(*cursor));
+        }
         for event in events {
             if sender
                 .send(Ok(SubscriptionMessage::Event(event)))
@@ -101,10 +115,6 @@ async fn deliver(
                 return Ok(false);
             }
         }
-        *cursor = match (full, last) {
-            (true, Some(last)) => last,
-            _ => upto,
-        };
     }
     Ok(true)
 }

@@ -7,7 +7,7 @@
 //! so commits are in position order and a reader that sees position N has every position
 //! below N: live subscriptions cannot race past a gap.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -35,7 +35,16 @@ pub struct Writer {
     /// even if the wall clock does (Bulk Data `_since` relies on it).
     last_commit_ms: i64,
     head: watch::Sender<u64>,
+    /// Current revision of recently written streams, so that most appends need no read.
+    /// Dropped whenever another process has committed to the file (see `data_version`).
+    revisions: HashMap<String, u64>,
+    /// SQLite's `data_version` as of our last look: it changes only when *another*
+    /// connection commits, which makes the revision cache stale.
+    data_version: i64,
 }
+
+/// Beyond this many cached stream revisions the cache starts over (bounded memory).
+const MAX_CACHED_STREAMS: usize = 200_000;
 
 impl Writer {
     pub fn new(
@@ -48,11 +57,14 @@ impl Writer {
                 r.get(0)
             })
             .map_err(|e| schema::open_error(&path, e))?;
+        let data_version = data_version(&conn).map_err(|e| schema::open_error(&path, e))?;
         Ok(Self {
             conn,
             path,
             last_commit_ms,
             head,
+            revisions: HashMap::new(),
+            data_version,
         })
     }
 
@@ -122,24 +134,65 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err)?;
+        // Inside the write lock: if another process committed since we last looked, the
+        // cached revisions may be stale.
+        let version = data_version(&tx).map_err(sql_err)?;
+        if version != self.data_version || self.revisions.len() > MAX_CACHED_STREAMS {
+            self.revisions.clear();
+            self.data_version = version;
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut touched: Vec<(String, u64)> = Vec::new();
         for request in batch {
-            let savepoint = tx.savepoint().map_err(sql_err)?;
-            match write_request(&savepoint, &request.writes, commit_ms) {
+            // One event is one INSERT, atomic on its own, and every check comes before it;
+            // only larger requests need a savepoint to undo their first inserts.
+            let events: usize = request.writes.iter().map(|w| w.events.len()).sum();
+            let guarded = events > 1;
+            if guarded {
+                tx.prepare_cached("SAVEPOINT request")
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(sql_err)?;
+            }
+            let outcome = write_request(&tx, &self.revisions, &request.writes, commit_ms);
+            if guarded {
+                let end = if outcome.is_ok() {
+                    "RELEASE request"
+                } else {
+                    "ROLLBACK TO request"
+                };
+                tx.prepare_cached(end)
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(sql_err)?;
+                if outcome.is_err() {
+                    tx.prepare_cached("RELEASE request")
+                        .and_then(|mut s| s.execute([]))
+                        .map_err(sql_err)?;
+                }
+            }
+            match outcome {
                 Ok(results) => {
-                    savepoint.commit().map_err(sql_err)?;
+                    for (write, result) in request.writes.iter().zip(&results) {
+                        self.revisions
+                            .insert(write.stream.clone(), result.next_revision);
+                        touched.push((write.stream.clone(), result.next_revision));
+                    }
                     outcomes.push(Ok(results));
                 }
-                Err(WriteFailure::Rejected(e)) => {
-                    // Dropping the savepoint rolls back just this request.
-                    drop(savepoint);
-                    outcomes.push(Err(e));
+                Err(WriteFailure::Rejected(e)) => outcomes.push(Err(e)),
+                Err(WriteFailure::Duplicate(e)) => {
+                    outcomes.push(replay_of(&tx, &request.writes).map_err(sql_err)?.ok_or(e));
                 }
                 Err(WriteFailure::Sql(e)) => return Err(sql_err(e)),
             }
         }
         tx.set_drop_behavior(rusqlite::DropBehavior::Rollback);
-        tx.commit().map_err(sql_err)?;
+        if let Err(e) = tx.commit() {
+            // Nothing of the batch is committed: forget what it cached.
+            for (stream, _) in touched {
+                self.revisions.remove(&stream);
+            }
+            return Err(sql_err(e));
+        }
         Ok(outcomes)
     }
 }
@@ -149,6 +202,9 @@ enum WriteFailure {
     Rejected(EventLogError),
     /// The database failed; the whole batch is abandoned.
     Sql(rusqlite::Error),
+    /// An event id is already in the log: roll back what the request began, then see
+    /// whether the whole request is a retry of an earlier commit.
+    Duplicate(EventLogError),
 }
 
 impl From<rusqlite::Error> for WriteFailure {
@@ -159,6 +215,7 @@ impl From<rusqlite::Error> for WriteFailure {
 
 fn write_request(
     tx: &Connection,
+    cache: &HashMap<String, u64>,
     writes: &[StreamWrite],
     commit_ms: i64,
 ) -> Result<Vec<AppendResult>, WriteFailure> {
@@ -187,23 +244,23 @@ fn write_request(
     }
     writes
         .iter()
-        .map(|write| write_stream(tx, write, commit_ms))
+        .map(|write| write_stream(tx, cache, write, commit_ms))
         .collect()
 }
 
 fn write_stream(
     tx: &Connection,
+    cache: &HashMap<String, u64>,
     write: &StreamWrite,
     commit_ms: i64,
 ) -> Result<AppendResult, WriteFailure> {
-    if let Some(previous) = earlier_commit(tx, write)? {
-        return Ok(previous);
-    }
-    let current: Option<u64> = tx
-        .prepare_cached("SELECT revision FROM streams WHERE stream = ?1")?
-        .query_row([&write.stream], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(|r| r as u64);
+    let current: Option<u64> = match cache.get(&write.stream) {
+        Some(revision) => Some(*revision),
+        None => tx
+            .prepare_cached("SELECT MAX(revision) FROM events WHERE stream = ?1")?
+            .query_row([&write.stream], |r| r.get::<_, Option<i64>>(0))?
+            .map(|r| r as u64),
+    };
     let matches = match write.expected {
         ExpectedRevision::Any => true,
         ExpectedRevision::NoStream => current.is_none(),
@@ -211,6 +268,11 @@ fn write_stream(
         ExpectedRevision::Exact(r) => current == Some(r),
     };
     if !matches {
+        // A retry of an append that already went through looks like a conflict; answer it
+        // with the original result instead (idempotence by event id).
+        if let Some(previous) = earlier_commit(tx, write)? {
+            return Ok(previous);
+        }
         return Err(WriteFailure::Rejected(
             EventLogError::WrongExpectedVersion {
                 stream: write.stream.clone(),
@@ -245,10 +307,13 @@ fn write_stream(
         match inserted {
             Ok(_) => {}
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                return Err(WriteFailure::Rejected(EventLogError::DuplicateEventId {
+                // The savepoint is rolled back by the caller; first see whether this is a
+                // retry of an append already committed (with `Any`, it passed the check).
+                drop(insert);
+                return Err(WriteFailure::Duplicate(EventLogError::DuplicateEventId {
                     event_id: event.event_id,
                     stream: write.stream.clone(),
-                }))
+                }));
             }
             Err(e) => return Err(e.into()),
         }
@@ -256,15 +321,28 @@ fn write_stream(
         revision += 1;
     }
     let last = revision - 1;
-    tx.prepare_cached(
-        "INSERT INTO streams (stream, revision, category) VALUES (?1, ?2, ?3)
-         ON CONFLICT (stream) DO UPDATE SET revision = excluded.revision",
-    )?
-    .execute(params![write.stream, last as i64, category])?;
     Ok(AppendResult {
         next_revision: last,
         position: Position(position as u64),
     })
+}
+
+/// The original results if every stream of the request is a retry of an earlier commit.
+fn replay_of(
+    tx: &Connection,
+    writes: &[StreamWrite],
+) -> Result<Option<Vec<AppendResult>>, rusqlite::Error> {
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        match earlier_commit(tx, write) {
+            Ok(Some(previous)) => results.push(previous),
+            Ok(None) | Err(WriteFailure::Rejected(_)) | Err(WriteFailure::Duplicate(_)) => {
+                return Ok(None)
+            }
+            Err(WriteFailure::Sql(e)) => return Err(e),
+        }
+    }
+    Ok(Some(results))
 }
 
 /// If every event of `write` is already committed to its stream, contiguously and in order,
@@ -318,4 +396,8 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
 }
