@@ -1,7 +1,9 @@
-//! Generation throughput in resources per second: building the JSON values, and building plus
-//! serializing them as NDJSON lines (what `sphere generate --format ndjson` does, minus the disk).
+//! Generation throughput in resources per second: building the JSON values; building plus
+//! serializing them as NDJSON lines in memory; and `sphere::generate::write_output` writing the
+//! files to disk in both formats (what `sphere generate` does).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sphere::generate::{write_output, OutputFormat};
 use sphere_domain::synthetic::{generate, GenerateConfig};
 
 fn synthetic(c: &mut Criterion) {
@@ -37,6 +39,15 @@ fn synthetic(c: &mut Criterion) {
             buffer.len()
         })
     });
+    for (name, format) in [
+        ("write_ndjson_50_patients", OutputFormat::Ndjson),
+        ("write_bundles_50_patients", OutputFormat::Bundles),
+    ] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        group.bench_function(name, |b| {
+            b.iter(|| write_output(&config, dir.path(), format).expect("writes the population"))
+        });
+    }
     group.finish();
 }
 

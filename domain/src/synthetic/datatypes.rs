@@ -1,37 +1,37 @@
 //! Builders for the FHIR datatypes the generator repeats on every resource.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::codes::{Code, DATA_ABSENT, UCUM};
 
 pub const US_CORE: &str = "http://hl7.org/fhir/us/core/StructureDefinition/";
 
 pub fn coding(code: &Code) -> Value {
-    json!({"system": code.system, "code": code.code, "display": code.display})
+    js!({"system": code.system, "code": code.code, "display": code.display})
 }
 
 /// A CodeableConcept with one coding and the display repeated as text (what most EHRs send).
 pub fn concept(code: &Code) -> Value {
-    json!({"coding": [coding(code)], "text": code.display})
+    js!({"coding": [coding(code)], "text": code.display})
 }
 
 /// A CodeableConcept with several codings of the same concept (e.g. SNOMED CT + ICD-10-CM).
 pub fn concept_of(codes: &[&Code], text: &str) -> Value {
-    json!({"coding": codes.iter().map(|c| coding(c)).collect::<Vec<_>>(), "text": text})
+    js!({"coding": codes.iter().map(|c| coding(c)).collect::<Vec<_>>(), "text": text})
 }
 
 /// A CodeableConcept from a bare system and code, for the fixed category/status vocabularies.
 pub fn simple_concept(system: &str, code: &str, display: &str) -> Value {
-    json!({"coding": [{"system": system, "code": code, "display": display}], "text": display})
+    js!({"coding": [{"system": system, "code": code, "display": display}], "text": display})
 }
 
 pub fn reference(resource_type: &str, id: &str) -> Value {
-    json!({"reference": format!("{resource_type}/{id}")})
+    js!({"reference": format!("{resource_type}/{id}")})
 }
 
 /// A UCUM quantity: `unit` is the human-readable unit and `code` the UCUM code.
 pub fn quantity(value: f64, unit: &str, code: &str) -> Value {
-    json!({"value": value, "unit": unit, "system": UCUM, "code": code})
+    js!({"value": value, "unit": unit, "system": UCUM, "code": code})
 }
 
 pub fn data_absent(code: &str, display: &str) -> Value {
@@ -40,7 +40,7 @@ pub fn data_absent(code: &str, display: &str) -> Value {
 
 /// `meta` claiming one US Core profile (`name` is the StructureDefinition id).
 pub fn meta(profile: &str) -> Value {
-    json!({"profile": [format!("{US_CORE}{profile}")]})
+    js!({"profile": [format!("{US_CORE}{profile}")]})
 }
 
 /// The start of every resource: resourceType, id, meta.profile (when there is one).

@@ -18,6 +18,64 @@
 //!
 //! No IO here: the file writers live in the application crate (`sphere::generate`).
 
+/// `json!`-like literals that *move* their values into place. serde_json's `json!` passes every
+/// interpolated expression through `to_value(&expr)`, which deep-copies a `Value` by serializing
+/// it again; the generator interpolates small `Value`s everywhere (codings, references), and that
+/// copying cost more than building them.
+macro_rules! js {
+    ({ $($body:tt)* }) => {{
+        #[allow(unused_mut)]
+        let mut map = serde_json::Map::new();
+        js_object!(map; $($body)*);
+        serde_json::Value::Object(map)
+    }};
+    ([ $($body:tt)* ]) => {{
+        // Pushing element by element is what lets the macro recurse into nested literals.
+        #[allow(unused_mut, clippy::vec_init_then_push)]
+        let items = {
+            let mut items: Vec<serde_json::Value> = Vec::new();
+            js_array!(items; $($body)*);
+            items
+        };
+        serde_json::Value::Array(items)
+    }};
+    ($value:expr) => {
+        serde_json::Value::from($value)
+    };
+}
+
+macro_rules! js_object {
+    ($map:ident;) => {};
+    ($map:ident; $key:literal : { $($value:tt)* } $(, $($rest:tt)*)?) => {
+        $map.insert(String::from($key), js!({ $($value)* }));
+        $(js_object!($map; $($rest)*);)?
+    };
+    ($map:ident; $key:literal : [ $($value:tt)* ] $(, $($rest:tt)*)?) => {
+        $map.insert(String::from($key), js!([ $($value)* ]));
+        $(js_object!($map; $($rest)*);)?
+    };
+    ($map:ident; $key:literal : $value:expr $(, $($rest:tt)*)?) => {
+        $map.insert(String::from($key), js!($value));
+        $(js_object!($map; $($rest)*);)?
+    };
+}
+
+macro_rules! js_array {
+    ($items:ident;) => {};
+    ($items:ident; { $($value:tt)* } $(, $($rest:tt)*)?) => {
+        $items.push(js!({ $($value)* }));
+        $(js_array!($items; $($rest)*);)?
+    };
+    ($items:ident; [ $($value:tt)* ] $(, $($rest:tt)*)?) => {
+        $items.push(js!([ $($value)* ]));
+        $(js_array!($items; $($rest)*);)?
+    };
+    ($items:ident; $value:expr $(, $($rest:tt)*)?) => {
+        $items.push(js!($value));
+        $(js_array!($items; $($rest)*);)?
+    };
+}
+
 mod codes;
 mod datatypes;
 mod record;
@@ -28,7 +86,7 @@ mod time;
 #[cfg(test)]
 mod tests;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use time::CalendarDate;
 
@@ -135,25 +193,25 @@ pub fn patient_record(config: &GenerateConfig, index: u32, sink: &mut impl FnMut
 /// The Groups for Bulk Data: every patient, and the type 2 diabetes cohort.
 pub fn groups(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
     let all: Vec<Value> = (0..config.patients)
-        .map(|i| json!({"entity": datatypes::reference("Patient", &patient_id(config, i))}))
+        .map(|i| js!({"entity": datatypes::reference("Patient", &patient_id(config, i))}))
         .collect();
     let cohort: Vec<Value> = (0..config.patients)
         .filter(|i| record::in_diabetes_cohort(*i))
-        .map(|i| json!({"entity": datatypes::reference("Patient", &patient_id(config, i))}))
+        .map(|i| js!({"entity": datatypes::reference("Patient", &patient_id(config, i))}))
         .collect();
     let managing = datatypes::reference("Organization", SERVICE_ORGANIZATION_ID);
-    sink(json!({
+    sink(js!({
         "resourceType": "Group",
         "id": all_patients_group_id(config),
         "active": true,
         "type": "person",
         "actual": true,
         "name": "All synthetic patients",
-        "managingEntity": managing,
+        "managingEntity": managing.clone(),
         "quantity": all.len(),
         "member": all,
     }));
-    sink(json!({
+    sink(js!({
         "resourceType": "Group",
         "id": cohort_group_id(config),
         "active": true,
@@ -202,11 +260,11 @@ pub fn transaction_bundle(resources: Vec<Value>) -> Value {
                 resource["id"].as_str().unwrap_or_default()
             );
             // No fullUrl: a relative one is not allowed and PUT needs none to resolve references.
-            json!({
+            js!({
                 "resource": resource,
                 "request": {"method": "PUT", "url": url},
             })
         })
         .collect();
-    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    js!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }

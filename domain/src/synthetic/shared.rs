@@ -1,7 +1,7 @@
 //! The resources every patient record points at: the service's own Organization, a lab, payers,
 //! a pharmacy, Practitioners with their roles, Locations and a Direct Endpoint.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::codes::{self, Code};
 use super::datatypes::{concept, npi, reference, resource, set, simple_concept};
@@ -82,8 +82,8 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         &ids.lab(),
         "Sphere Reference Laboratory",
         vec![
-            json!({"system": "http://hl7.org/fhir/sid/us-npi", "value": npi(rng.below(1_000_000_000))}),
-            json!({"system": "urn:oid:2.16.840.1.113883.4.7", "value": format!("22D{:07}", rng.below(10_000_000))}),
+            js!({"system": "http://hl7.org/fhir/sid/us-npi", "value": npi(rng.below(1_000_000_000))}),
+            js!({"system": "urn:oid:2.16.840.1.113883.4.7", "value": format!("22D{:07}", rng.below(10_000_000))}),
         ],
         ("prov", "Healthcare Provider"),
         "Columbus",
@@ -94,7 +94,7 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         &ids.payer(),
         "Acme Health Plan",
         vec![
-            json!({"system": "urn:oid:2.16.840.1.113883.6.300", "value": format!("{:05}", rng.below(100_000))}),
+            js!({"system": "urn:oid:2.16.840.1.113883.6.300", "value": format!("{:05}", rng.below(100_000))}),
         ],
         ("pay", "Payer"),
         "Hartford",
@@ -105,7 +105,7 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         &ids.medicaid(),
         "State Medicaid Program",
         vec![
-            json!({"system": "urn:oid:2.16.840.1.113883.6.300", "value": format!("{:05}", rng.below(100_000))}),
+            js!({"system": "urn:oid:2.16.840.1.113883.6.300", "value": format!("{:05}", rng.below(100_000))}),
         ],
         ("govt", "Government"),
         "Boston",
@@ -116,7 +116,7 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         &ids.pharmacy(),
         "Sphere Community Pharmacy",
         vec![
-            json!({"system": "http://hl7.org/fhir/sid/us-npi", "value": npi(rng.below(1_000_000_000))}),
+            js!({"system": "http://hl7.org/fhir/sid/us-npi", "value": npi(rng.below(1_000_000_000))}),
         ],
         ("prov", "Healthcare Provider"),
         "Boston",
@@ -149,7 +149,7 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         -71.0820,
     ));
 
-    sink(json!({
+    sink(js!({
         "resourceType": "Endpoint",
         "id": ids.endpoint(),
         "status": "active",
@@ -170,12 +170,12 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         set(
             &mut p,
             "identifier",
-            json!([
+            js!([
                 {"system": "http://hl7.org/fhir/sid/us-npi", "value": npi_value},
                 {"system": "https://sphere-ehr.example/sid/staff", "value": format!("STAFF-{:04}", k + 1)},
             ]),
         );
-        set(&mut p, "active", json!(true));
+        set(&mut p, "active", js!(true));
         let suffix = if k == PHARMACIST {
             "PharmD"
         } else if k == NURSE_PRACTITIONER {
@@ -186,12 +186,12 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         set(
             &mut p,
             "name",
-            json!([{"use": "official", "family": family, "given": [given], "prefix": ["Dr"], "suffix": [suffix]}]),
+            js!([{"use": "official", "family": *family, "given": [*given], "prefix": ["Dr"], "suffix": [suffix]}]),
         );
         set(
             &mut p,
             "telecom",
-            json!([
+            js!([
                 {"system": "phone", "value": format!("(617) 555-01{:02}", 10 + k), "use": "work"},
                 {"system": "email", "value": format!("{}.{}@sphere-ehr.example", given.to_lowercase(), family.to_lowercase()), "use": "work"},
             ]),
@@ -199,12 +199,12 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         set(
             &mut p,
             "address",
-            json!([{"use": "work", "line": ["100 Harbor Way"], "city": "Boston", "state": "MA", "postalCode": "02118", "country": "US"}]),
+            js!([{"use": "work", "line": ["100 Harbor Way"], "city": "Boston", "state": "MA", "postalCode": "02118", "country": "US"}]),
         );
         set(
             &mut p,
             "qualification",
-            json!([{
+            js!([{
                 "code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0360", "code": suffix_degree(suffix), "display": suffix}], "text": suffix},
                 "issuer": reference("Organization", SERVICE_ORGANIZATION_ID),
             }]),
@@ -216,7 +216,7 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
             &ids.role(k),
             Some("us-core-practitionerrole"),
         );
-        set(&mut role, "active", json!(true));
+        set(&mut role, "active", js!(true));
         set(
             &mut role,
             "practitioner",
@@ -227,8 +227,8 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
             "organization",
             reference("Organization", SERVICE_ORGANIZATION_ID),
         );
-        set(&mut role, "code", json!([concept(specialty)]));
-        set(&mut role, "specialty", json!([concept(specialty)]));
+        set(&mut role, "code", js!([concept(specialty)]));
+        set(&mut role, "specialty", js!([concept(specialty)]));
         let location = if k == CARDIOLOGY {
             ids.hospital()
         } else {
@@ -237,17 +237,17 @@ pub fn emit(config: &GenerateConfig, sink: &mut impl FnMut(Value)) {
         set(
             &mut role,
             "location",
-            json!([reference("Location", &location)]),
+            js!([reference("Location", &location)]),
         );
         set(
             &mut role,
             "telecom",
-            json!([{"system": "phone", "value": format!("(617) 555-01{:02}", 10 + k), "use": "work"}]),
+            js!([{"system": "phone", "value": format!("(617) 555-01{:02}", 10 + k), "use": "work"}]),
         );
         set(
             &mut role,
             "endpoint",
-            json!([reference("Endpoint", &ids.endpoint())]),
+            js!([reference("Endpoint", &ids.endpoint())]),
         );
         sink(role.into());
     }
@@ -272,23 +272,23 @@ fn service_organization() -> Value {
     set(
         &mut org,
         "identifier",
-        json!([{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi(144_700_001)}]),
+        js!([{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi(144_700_001)}]),
     );
-    set(&mut org, "active", json!(true));
+    set(&mut org, "active", js!(true));
     set(
         &mut org,
         "type",
-        json!([simple_concept(
+        js!([simple_concept(
             "http://terminology.hl7.org/CodeSystem/organization-type",
             "prov",
             "Healthcare Provider"
         )]),
     );
-    set(&mut org, "name", json!("Sphere Health System"));
+    set(&mut org, "name", js!("Sphere Health System"));
     set(
         &mut org,
         "telecom",
-        json!([
+        js!([
             {"system": "phone", "value": "(617) 555-0100", "use": "work"},
             {"system": "url", "value": "https://sphere-ehr.example", "use": "work"},
         ]),
@@ -296,7 +296,7 @@ fn service_organization() -> Value {
     set(
         &mut org,
         "address",
-        json!([{"use": "work", "line": ["100 Harbor Way"], "city": "Boston", "state": "MA", "postalCode": "02118", "country": "US"}]),
+        js!([{"use": "work", "line": ["100 Harbor Way"], "city": "Boston", "state": "MA", "postalCode": "02118", "country": "US"}]),
     );
     org.into()
 }
@@ -312,26 +312,26 @@ fn organization(
 ) -> Value {
     let mut org = resource("Organization", id, Some("us-core-organization"));
     set(&mut org, "identifier", Value::Array(identifiers));
-    set(&mut org, "active", json!(true));
+    set(&mut org, "active", js!(true));
     set(
         &mut org,
         "type",
-        json!([simple_concept(
+        js!([simple_concept(
             "http://terminology.hl7.org/CodeSystem/organization-type",
             org_type.0,
             org_type.1
         )]),
     );
-    set(&mut org, "name", json!(name));
+    set(&mut org, "name", js!(name));
     set(
         &mut org,
         "telecom",
-        json!([{"system": "phone", "value": "(617) 555-0150", "use": "work"}]),
+        js!([{"system": "phone", "value": "(617) 555-0150", "use": "work"}]),
     );
     set(
         &mut org,
         "address",
-        json!([{"line": ["200 Commerce Street"], "city": city, "state": state, "postalCode": zip, "country": "US"}]),
+        js!([{"line": ["200 Commerce Street"], "city": city, "state": state, "postalCode": zip, "country": "US"}]),
     );
     set(
         &mut org,
@@ -346,13 +346,13 @@ fn organization(
 
 fn location(id: &str, name: &str, kind: (&str, &str), line: &str, lat: f64, lon: f64) -> Value {
     let mut loc = resource("Location", id, Some("us-core-location"));
-    set(&mut loc, "status", json!("active"));
-    set(&mut loc, "name", json!(name));
-    set(&mut loc, "mode", json!("instance"));
+    set(&mut loc, "status", js!("active"));
+    set(&mut loc, "name", js!(name));
+    set(&mut loc, "mode", js!("instance"));
     set(
         &mut loc,
         "type",
-        json!([simple_concept(
+        js!([simple_concept(
             "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
             kind.0,
             kind.1
@@ -361,17 +361,17 @@ fn location(id: &str, name: &str, kind: (&str, &str), line: &str, lat: f64, lon:
     set(
         &mut loc,
         "telecom",
-        json!([{"system": "phone", "value": "(617) 555-0160", "use": "work"}]),
+        js!([{"system": "phone", "value": "(617) 555-0160", "use": "work"}]),
     );
     set(
         &mut loc,
         "address",
-        json!({"use": "work", "line": [line], "city": "Boston", "state": "MA", "postalCode": "02118", "country": "US"}),
+        js!({"use": "work", "line": [line], "city": "Boston", "state": "MA", "postalCode": "02118", "country": "US"}),
     );
     set(
         &mut loc,
         "position",
-        json!({"longitude": lon, "latitude": lat}),
+        js!({"longitude": lon, "latitude": lat}),
     );
     set(
         &mut loc,

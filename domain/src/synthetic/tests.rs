@@ -1110,6 +1110,28 @@ fn print_rate() {
         bytes / 1_000_000,
         n as f64 / secs
     );
+    let start = std::time::Instant::now();
+    generate(&config, &mut |r| {
+        std::hint::black_box(r);
+    });
+    println!(
+        "generate only: {:.0} resources/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+    let start = std::time::Instant::now();
+    let mut bytes = 0usize;
+    for index in 0..config.patients {
+        let mut batch = Vec::new();
+        patient_record(&config, index, &mut |r| batch.push(r));
+        bytes += serde_json::to_vec(&transaction_bundle(batch))
+            .map(|v| v.len())
+            .unwrap_or(0);
+    }
+    println!(
+        "bundles: {:.0} resources/s ({} MB)",
+        n as f64 / start.elapsed().as_secs_f64(),
+        bytes / 1_000_000
+    );
 }
 
 /// Must Support references and their target types, from the US Core 6.1.0 test kit metadata.

@@ -1,6 +1,6 @@
 //! Problems, allergies, medications, care coordination, procedures, devices and notes.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::super::codes::{self, Code, ConditionCode, Drug};
 use super::super::datatypes::{
@@ -34,19 +34,19 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut c,
             "identifier",
-            json!([{
+            js!([{
                 "type": simple_concept("http://terminology.hl7.org/CodeSystem/v2-0203", "MB", "Member Number"),
                 "system": "https://acme-health-plan.example/member-id",
-                "value": member,
+                "value": member.clone(),
             }]),
         );
-        set(&mut c, "status", json!("active"));
+        set(&mut c, "status", js!("active"));
         let kind = if medicaid {
-            json!({"coding": [{"system": "https://nahdo.org/sopt", "code": "2", "display": "MEDICAID"}], "text": "Medicaid"})
+            js!({"coding": [{"system": "https://nahdo.org/sopt", "code": "2", "display": "MEDICAID"}], "text": "Medicaid"})
         } else if self.age_years() >= 65 {
-            json!({"coding": [{"system": "https://nahdo.org/sopt", "code": "1", "display": "MEDICARE"}], "text": "Medicare"})
+            js!({"coding": [{"system": "https://nahdo.org/sopt", "code": "1", "display": "MEDICARE"}], "text": "Medicare"})
         } else {
-            json!({"coding": [
+            js!({"coding": [
                 {"system": "https://nahdo.org/sopt", "code": "3712", "display": "PPO"},
                 {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PPO", "display": "preferred provider organization policy"},
             ], "text": "PPO"})
@@ -66,11 +66,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         } else {
             set(&mut c, "subscriber", self.subject());
         }
-        set(
-            &mut c,
-            "subscriberId",
-            json!(format!("SUB{}", &member[..9])),
-        );
+        set(&mut c, "subscriberId", js!(format!("SUB{}", &member[..9])));
         set(&mut c, "beneficiary", self.subject());
         let (rel, rel_display) = if child {
             ("child", "Child")
@@ -90,18 +86,18 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut c,
             "period",
-            json!({"start": start.to_string(), "end": CalendarDate::new(self.end.date().year, 12, 31).to_string()}),
+            js!({"start": start.to_string(), "end": CalendarDate::new(self.end.date().year, 12, 31).to_string()}),
         );
         let payor = if medicaid {
             self.ids.medicaid()
         } else {
             self.ids.payer()
         };
-        set(&mut c, "payor", json!([reference("Organization", &payor)]));
+        set(&mut c, "payor", js!([reference("Organization", &payor)]));
         set(
             &mut c,
             "class",
-            json!([
+            js!([
                 {"type": simple_concept("http://terminology.hl7.org/CodeSystem/coverage-class", "group", "Group"), "value": format!("GRP{}", 100 + self.rng.below(900)), "name": "Sphere employee group"},
                 {"type": simple_concept("http://terminology.hl7.org/CodeSystem/coverage-class", "plan", "Plan"), "value": if medicaid { "medicaid-basic" } else { "gold" }, "name": if medicaid { "Medicaid Basic" } else { "Acme Gold Plan" }},
             ]),
@@ -191,7 +187,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut c,
             "extension",
-            json!([{"url": "http://hl7.org/fhir/StructureDefinition/condition-assertedDate", "valueDateTime": onset.day_string()}]),
+            js!([{"url": "http://hl7.org/fhir/StructureDefinition/condition-assertedDate", "valueDateTime": onset.day_string()}]),
         );
         let (status, status_display) = if abatement.is_some() {
             ("resolved", "Resolved")
@@ -223,11 +219,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
         if let Some(enc) = encounter {
             set(&mut c, "encounter", reference("Encounter", enc));
         }
-        set(&mut c, "onsetDateTime", json!(onset.iso()));
+        set(&mut c, "onsetDateTime", js!(onset.iso()));
         if let Some(a) = abatement {
-            set(&mut c, "abatementDateTime", json!(a.iso()));
+            set(&mut c, "abatementDateTime", js!(a.iso()));
         }
-        set(&mut c, "recordedDate", json!(recorded.iso()));
+        set(&mut c, "recordedDate", js!(recorded.iso()));
         set(&mut c, "recorder", self.practitioner(self.pcp));
         set(&mut c, "asserter", self.practitioner(self.pcp));
         self.emit(c, recorded, self.pcp);
@@ -294,7 +290,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 simple_concept(codes::SNOMED, "716186003", "No known allergy (situation)"),
             );
             set(&mut a, "patient", self.subject());
-            set(&mut a, "recordedDate", json!(recorded.iso()));
+            set(&mut a, "recordedDate", js!(recorded.iso()));
             set(&mut a, "recorder", self.practitioner(self.pcp));
             self.emit(a, recorded, self.pcp);
             return;
@@ -345,24 +341,24 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut a,
                 "type",
-                json!(if category == "medication" && allergen.code == "2670" {
+                js!(if category == "medication" && allergen.code == "2670" {
                     "intolerance"
                 } else {
                     "allergy"
                 }),
             );
-            set(&mut a, "category", json!([category]));
+            set(&mut a, "category", js!([category]));
             set(
                 &mut a,
                 "criticality",
-                json!(if self.rng.chance(0.3) { "high" } else { "low" }),
+                js!(if self.rng.chance(0.3) { "high" } else { "low" }),
             );
             set(&mut a, "code", concept(&allergen));
             set(&mut a, "patient", self.subject());
             let onset = Moment::at(CalendarDate::from_days(self.birth.to_days() + 365), 12, 0)
                 .min(recorded);
-            set(&mut a, "onsetDateTime", json!(onset.iso()));
-            set(&mut a, "recordedDate", json!(recorded.iso()));
+            set(&mut a, "onsetDateTime", js!(onset.iso()));
+            set(&mut a, "recordedDate", js!(recorded.iso()));
             set(&mut a, "recorder", self.practitioner(self.pcp));
             set(&mut a, "asserter", self.subject());
             let manifestation = *self.rng.pick(codes::REACTIONS);
@@ -370,7 +366,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut a,
                 "reaction",
-                json!([{"manifestation": [concept(&manifestation)], "severity": severity, "onset": onset.iso()}]),
+                js!([{"manifestation": [concept(&manifestation)], "severity": severity, "onset": onset.iso()}]),
             );
             self.emit(a, recorded, self.pcp);
         }
@@ -384,11 +380,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
         } else {
             "active"
         };
-        set(&mut t, "status", json!(team_status));
+        set(&mut t, "status", js!(team_status));
         set(
             &mut t,
             "name",
-            json!(format!(
+            js!(format!(
                 "Primary care team for {} {}",
                 self.given, self.family
             )),
@@ -400,35 +396,35 @@ impl<S: FnMut(Value)> Record<'_, S> {
             9,
             0,
         );
-        set(&mut t, "period", json!({"start": start.day_string()}));
+        set(&mut t, "period", js!({"start": start.day_string()}));
         set(
             &mut t,
             "participant",
-            json!([
+            js!([
                 {"role": [concept(&codes::PRIMARY_CARE_PROVIDER)], "member": self.practitioner(self.pcp), "onBehalfOf": self.service_org()},
                 {"role": [concept(&codes::NUCC_NURSE_PRACTITIONER)], "member": reference("PractitionerRole", &self.ids.role(shared::NURSE_PRACTITIONER))},
                 {"role": [simple_concept(codes::SNOMED, "116154003", "Patient (person)")], "member": self.subject()},
                 {"role": [concept(&codes::CAREGIVER)], "member": reference("RelatedPerson", &self.related_person)},
             ]),
         );
-        set(&mut t, "managingOrganization", json!([self.service_org()]));
+        set(&mut t, "managingOrganization", js!([self.service_org()]));
         self.emit(t, start, self.pcp);
         if self.archetype == Archetype::OlderMan {
             // A past cardiology team, so that status searches see more than one value.
             let id = self.id("ct");
             let mut t = resource("CareTeam", &id, Some("us-core-careteam"));
-            set(&mut t, "status", json!("inactive"));
-            set(&mut t, "name", json!("Cardiology consult team"));
+            set(&mut t, "status", js!("inactive"));
+            set(&mut t, "name", js!("Cardiology consult team"));
             set(&mut t, "subject", self.subject());
             set(
                 &mut t,
                 "period",
-                json!({"start": start.plus_days(-400).day_string(), "end": start.plus_days(-200).day_string()}),
+                js!({"start": start.plus_days(-400).day_string(), "end": start.plus_days(-200).day_string()}),
             );
             set(
                 &mut t,
                 "participant",
-                json!([
+                js!([
                     {"role": [concept(&codes::CARDIOLOGIST)], "member": self.practitioner(shared::CARDIOLOGY)},
                 ]),
             );
@@ -543,8 +539,8 @@ impl<S: FnMut(Value)> Record<'_, S> {
     ) -> String {
         let id = self.id("mr");
         let mut m = resource("MedicationRequest", &id, Some("us-core-medicationrequest"));
-        set(&mut m, "status", json!(status));
-        set(&mut m, "intent", json!(intent));
+        set(&mut m, "status", js!(status));
+        set(&mut m, "intent", js!(intent));
         let (cat, cat_display) = match (reported_by_patient, encounter.is_some()) {
             (Some(_), _) => ("community", "Community"),
             (None, true) => ("outpatient", "Outpatient"),
@@ -553,14 +549,14 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut m,
             "category",
-            json!([simple_concept(
+            js!([simple_concept(
                 "http://terminology.hl7.org/CodeSystem/medicationrequest-category",
                 cat,
                 cat_display
             )]),
         );
         match reported_by_patient {
-            Some(true) => set(&mut m, "reportedBoolean", json!(true)),
+            Some(true) => set(&mut m, "reportedBoolean", js!(true)),
             Some(false) => set(&mut m, "reportedReference", self.practitioner(self.pcp)),
             None => {}
         }
@@ -569,21 +565,17 @@ impl<S: FnMut(Value)> Record<'_, S> {
         if let Some(enc) = encounter {
             set(&mut m, "encounter", reference("Encounter", enc));
         }
-        set(&mut m, "authoredOn", json!(authored.iso()));
+        set(&mut m, "authoredOn", js!(authored.iso()));
         set(&mut m, "requester", self.practitioner(self.pcp));
         if let Some(reason) = reason {
-            set(
-                &mut m,
-                "reasonCode",
-                json!([condition_concept(&reason.code)]),
-            );
+            set(&mut m, "reasonCode", js!([condition_concept(&reason.code)]));
             set(
                 &mut m,
                 "reasonReference",
-                json!([reference("Condition", &reason.id)]),
+                js!([reference("Condition", &reason.id)]),
             );
         }
-        set(&mut m, "dosageInstruction", json!([dosage(drug)]));
+        set(&mut m, "dosageInstruction", js!([dosage(drug)]));
         let days = if intent == "order" && status != "stopped" {
             30
         } else {
@@ -592,14 +584,14 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut m,
             "dispenseRequest",
-            json!({
+            js!({
                 "validityPeriod": {"start": authored.day_string(), "end": authored.plus_days(365).day_string()},
                 "numberOfRepeatsAllowed": if days == 30 { 5 } else { 0 },
                 "quantity": quantity(drug.dose * f64::from(drug.per_day) * f64::from(days), unit_display(drug.dose_unit), drug.dose_unit),
                 "expectedSupplyDuration": {"value": days, "unit": "days", "system": codes::UCUM, "code": "d"},
             }),
         );
-        set(&mut m, "substitution", json!({"allowedBoolean": true}));
+        set(&mut m, "substitution", js!({"allowedBoolean": true}));
         self.emit(m, authored, self.pcp);
         id
     }
@@ -616,7 +608,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             let med_id = format!("{owner}-med");
             let mut med = resource("Medication", &med_id, Some("us-core-medication"));
             set(&mut med, "code", concept(&drug.rxnorm));
-            set(&mut med, "status", json!("active"));
+            set(&mut med, "status", js!("active"));
             self.emit_plain(med);
             set(
                 resource_map,
@@ -650,7 +642,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             &id,
             Some("us-core-medicationdispense"),
         );
-        set(&mut d, "status", json!(status));
+        set(&mut d, "status", js!(status));
         if by_reference {
             // The Medication was emitted with the request; the dispense points at the same one.
             set(
@@ -665,12 +657,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut d,
             "performer",
-            json!([{"actor": reference("Organization", &self.ids.pharmacy())}]),
+            js!([{"actor": reference("Organization", &self.ids.pharmacy())}]),
         );
         set(
             &mut d,
             "authorizingPrescription",
-            json!([reference("MedicationRequest", request)]),
+            js!([reference("MedicationRequest", request)]),
         );
         let display = if fill == "FF" { "First Fill" } else { "Refill" };
         set(
@@ -694,14 +686,14 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut d,
             "daysSupply",
-            json!({"value": 30, "unit": "days", "system": codes::UCUM, "code": "d"}),
+            js!({"value": 30, "unit": "days", "system": codes::UCUM, "code": "d"}),
         );
         if status == "completed" {
-            set(&mut d, "whenPrepared", json!(at.plus_minutes(-60).iso()));
-            set(&mut d, "whenHandedOver", json!(at.iso()));
+            set(&mut d, "whenPrepared", js!(at.plus_minutes(-60).iso()));
+            set(&mut d, "whenHandedOver", js!(at.iso()));
         }
-        set(&mut d, "dosageInstruction", json!([dosage(drug)]));
-        set(&mut d, "substitution", json!({"wasSubstituted": false}));
+        set(&mut d, "dosageInstruction", js!([dosage(drug)]));
+        set(&mut d, "substitution", js!({"wasSubstituted": false}));
         self.emit(d, at, shared::PHARMACIST);
     }
 
@@ -752,21 +744,21 @@ impl<S: FnMut(Value)> Record<'_, S> {
         let mut goal_specs: Vec<(Value, Option<Value>, &str)> = Vec::new();
         if self.has_chronic(&codes::DIABETES_T2) {
             goal_specs.push((
-                json!({"text": "Hemoglobin A1c below 7 percent"}),
-                Some(json!({"measure": concept(&codes::HBA1C.loinc), "detailQuantity": {"value": 7, "comparator": "<", "unit": "%", "system": codes::UCUM, "code": "%"}})),
+                js!({"text": "Hemoglobin A1c below 7 percent"}),
+                Some(js!({"measure": concept(&codes::HBA1C.loinc), "detailQuantity": {"value": 7, "comparator": "<", "unit": "%", "system": codes::UCUM, "code": "%"}})),
                 "active",
             ));
         }
         if self.has_chronic(&codes::HYPERTENSION) {
             goal_specs.push((
-                json!({"text": "Blood pressure below 140/90 mmHg"}),
+                js!({"text": "Blood pressure below 140/90 mmHg"}),
                 None,
                 "active",
             ));
         }
         if self.has_chronic(&codes::ASTHMA) {
             goal_specs.push((
-                json!({"text": "Asthma well controlled, no emergency visits"}),
+                js!({"text": "Asthma well controlled, no emergency visits"}),
                 None,
                 "active",
             ));
@@ -784,13 +776,13 @@ impl<S: FnMut(Value)> Record<'_, S> {
         }
         if matches!(self.archetype, Archetype::Infant | Archetype::Child) {
             goal_specs.push((
-                json!({"text": "Up to date on childhood immunizations"}),
+                js!({"text": "Up to date on childhood immunizations"}),
                 None,
                 "active",
             ));
         }
         goal_specs.push((
-            json!({"text": "Walk 30 minutes five days a week"}),
+            js!({"text": "Walk 30 minutes five days a week"}),
             None,
             if self.rng.chance(0.5) {
                 "completed"
@@ -806,7 +798,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             } else {
                 status
             };
-            set(&mut g, "lifecycleStatus", json!(status));
+            set(&mut g, "lifecycleStatus", js!(status));
             if status == "completed" {
                 set(
                     &mut g,
@@ -820,17 +812,17 @@ impl<S: FnMut(Value)> Record<'_, S> {
             }
             set(&mut g, "description", description);
             set(&mut g, "subject", self.subject());
-            set(&mut g, "startDate", json!(at.day_string()));
+            set(&mut g, "startDate", js!(at.day_string()));
             let due = at.plus_days(180 + self.rng.range(0, 180)).day_string();
-            let mut target = target.unwrap_or_else(|| json!({}));
-            target["dueDate"] = json!(due);
-            set(&mut g, "target", json!([target]));
+            let mut target = target.unwrap_or_else(|| js!({}));
+            target["dueDate"] = js!(due);
+            set(&mut g, "target", js!([target]));
             set(&mut g, "expressedBy", self.practitioner(self.pcp));
             if let Some(first) = self.chronic.first() {
                 set(
                     &mut g,
                     "addresses",
-                    json!([reference("Condition", &first.id)]),
+                    js!([reference("Condition", &first.id)]),
                 );
             }
             self.emit(g, *at, self.pcp);
@@ -847,28 +839,28 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut p,
             "text",
-            json!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>", escape_xml(&summary))}),
+            js!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>", escape_xml(&summary))}),
         );
         set(
             &mut p,
             "status",
-            json!(if self.deceased.is_some() {
+            js!(if self.deceased.is_some() {
                 "revoked"
             } else {
                 "active"
             }),
         );
-        set(&mut p, "intent", json!("plan"));
+        set(&mut p, "intent", js!("plan"));
         set(
             &mut p,
             "category",
-            json!([{"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/careplan-category", "code": "assess-plan", "display": "Assessment and Plan of Treatment"}], "text": "Assessment and Plan of Treatment"}]),
+            js!([{"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/careplan-category", "code": "assess-plan", "display": "Assessment and Plan of Treatment"}], "text": "Assessment and Plan of Treatment"}]),
         );
-        set(&mut p, "title", json!("Assessment and plan"));
+        set(&mut p, "title", js!("Assessment and plan"));
         set(&mut p, "subject", self.subject());
         set(&mut p, "encounter", reference("Encounter", encounter));
-        set(&mut p, "period", json!({"start": at.day_string()}));
-        set(&mut p, "created", json!(at.iso()));
+        set(&mut p, "period", js!({"start": at.day_string()}));
+        set(&mut p, "created", js!(at.iso()));
         set(&mut p, "author", self.practitioner(self.pcp));
         if !self.chronic.is_empty() {
             set(
@@ -888,10 +880,10 @@ impl<S: FnMut(Value)> Record<'_, S> {
             Value::Array(goals.iter().map(|g| reference("Goal", g)).collect()),
         );
         let mut activities = vec![
-            json!({"detail": {"kind": "ServiceRequest", "code": {"text": "Follow-up visit"}, "status": "scheduled", "description": "Follow-up visit with primary care"}}),
+            js!({"detail": {"kind": "ServiceRequest", "code": {"text": "Follow-up visit"}, "status": "scheduled", "description": "Follow-up visit with primary care"}}),
         ];
         if let Some(order) = self.planned_orders(encounter, *at) {
-            activities.push(json!({"reference": reference("ServiceRequest", &order)}));
+            activities.push(js!({"reference": reference("ServiceRequest", &order)}));
         }
         set(&mut p, "activity", Value::Array(activities));
         self.emit(p, *at, self.pcp);
@@ -903,12 +895,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
         if self.archetype == Archetype::YoungAdult {
             let id = self.id("sr");
             let mut s = resource("ServiceRequest", &id, Some("us-core-servicerequest"));
-            set(&mut s, "status", json!("revoked"));
-            set(&mut s, "intent", json!("order"));
+            set(&mut s, "status", js!("revoked"));
+            set(&mut s, "intent", js!("order"));
             set(
                 &mut s,
                 "category",
-                json!([simple_concept(
+                js!([simple_concept(
                     codes::SNOMED,
                     "386053000",
                     "Evaluation procedure (procedure)"
@@ -928,11 +920,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut s,
                 "occurrencePeriod",
-                json!({"start": at.plus_days(7).day_string(), "end": at.plus_days(60).day_string()}),
+                js!({"start": at.plus_days(7).day_string(), "end": at.plus_days(60).day_string()}),
             );
-            set(&mut s, "authoredOn", json!(at.iso()));
+            set(&mut s, "authoredOn", js!(at.iso()));
             set(&mut s, "requester", self.practitioner(self.pcp));
-            set(&mut s, "reasonCode", json!([{"text": "Low back pain"}]));
+            set(&mut s, "reasonCode", js!([{"text": "Low back pain"}]));
             self.emit(s, at, self.pcp);
         }
         let diabetes = self.chronic_id(&codes::DIABETES_T2)?;
@@ -941,12 +933,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
         }
         let id = self.id("sr");
         let mut s = resource("ServiceRequest", &id, Some("us-core-servicerequest"));
-        set(&mut s, "status", json!("active"));
-        set(&mut s, "intent", json!("order"));
+        set(&mut s, "status", js!("active"));
+        set(&mut s, "intent", js!("order"));
         set(
             &mut s,
             "category",
-            json!([simple_concept(
+            js!([simple_concept(
                 codes::SNOMED,
                 "108252007",
                 "Laboratory procedure"
@@ -959,19 +951,19 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut s,
             "occurrencePeriod",
-            json!({"start": due.day_string(), "end": due.plus_days(60).day_string()}),
+            js!({"start": due.day_string(), "end": due.plus_days(60).day_string()}),
         );
-        set(&mut s, "authoredOn", json!(at.iso()));
+        set(&mut s, "authoredOn", js!(at.iso()));
         set(&mut s, "requester", self.practitioner(self.pcp));
         set(
             &mut s,
             "reasonCode",
-            json!([condition_concept(&codes::DIABETES_T2)]),
+            js!([condition_concept(&codes::DIABETES_T2)]),
         );
         set(
             &mut s,
             "reasonReference",
-            json!([reference("Condition", &diabetes)]),
+            js!([reference("Condition", &diabetes)]),
         );
         self.emit(s, at, self.pcp);
         Some(id)
@@ -1000,7 +992,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut i,
                 "status",
-                json!(if declined { "not-done" } else { "completed" }),
+                js!(if declined { "not-done" } else { "completed" }),
             );
             if declined {
                 set(
@@ -1017,9 +1009,9 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(&mut i, "patient", self.subject());
             set(&mut i, "encounter", reference("Encounter", &visit.id));
             let when = visit.start.plus_minutes(15);
-            set(&mut i, "occurrenceDateTime", json!(when.iso()));
-            set(&mut i, "recorded", json!(when.iso()));
-            set(&mut i, "primarySource", json!(!(k == 1 && age >= 18)));
+            set(&mut i, "occurrenceDateTime", js!(when.iso()));
+            set(&mut i, "recorded", js!(when.iso()));
+            set(&mut i, "primarySource", js!(!(k == 1 && age >= 18)));
             if k == 1 && age >= 18 {
                 set(
                     &mut i,
@@ -1040,7 +1032,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 set(
                     &mut i,
                     "lotNumber",
-                    json!(format!("LOT{}", 1000 + self.rng.below(9000))),
+                    js!(format!("LOT{}", 1000 + self.rng.below(9000))),
                 );
                 set(
                     &mut i,
@@ -1064,7 +1056,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 set(
                     &mut i,
                     "performer",
-                    json!([{
+                    js!([{
                         "function": simple_concept("http://terminology.hl7.org/CodeSystem/v2-0443", "AP", "Administering Provider"),
                         "actor": self.practitioner(shared::NURSE_PRACTITIONER),
                     }]),
@@ -1072,7 +1064,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 set(
                     &mut i,
                     "protocolApplied",
-                    json!([{"doseNumberPositiveInt": 1}]),
+                    js!([{"doseNumberPositiveInt": 1}]),
                 );
             }
             self.emit(i, when, shared::NURSE_PRACTITIONER);
@@ -1091,28 +1083,28 @@ impl<S: FnMut(Value)> Record<'_, S> {
         let id = self.id("sr");
         let authored = visit.start.plus_days(-self.rng.range(7, 30));
         let mut s = resource("ServiceRequest", &id, Some("us-core-servicerequest"));
-        set(&mut s, "status", json!("completed"));
-        set(&mut s, "intent", json!("order"));
+        set(&mut s, "status", js!("completed"));
+        set(&mut s, "intent", js!("order"));
         set(
             &mut s,
             "category",
-            json!([simple_concept(codes::SNOMED, category.0, category.1)]),
+            js!([simple_concept(codes::SNOMED, category.0, category.1)]),
         );
         set(&mut s, "code", concept(code));
         set(&mut s, "subject", self.subject());
         set(
             &mut s,
             "occurrencePeriod",
-            json!({"start": visit.start.iso(), "end": visit.end.iso()}),
+            js!({"start": visit.start.iso(), "end": visit.end.iso()}),
         );
-        set(&mut s, "authoredOn", json!(authored.iso()));
+        set(&mut s, "authoredOn", js!(authored.iso()));
         set(&mut s, "requester", self.practitioner(self.pcp));
-        set(&mut s, "reasonCode", json!([condition_concept(reason)]));
+        set(&mut s, "reasonCode", js!([condition_concept(reason)]));
         if !reason_id.is_empty() {
             set(
                 &mut s,
                 "reasonReference",
-                json!([reference("Condition", reason_id)]),
+                js!([reference("Condition", reason_id)]),
             );
         }
         self.emit(s, authored, self.pcp);
@@ -1129,13 +1121,9 @@ impl<S: FnMut(Value)> Record<'_, S> {
         let id = self.id("proc");
         let mut p = resource("Procedure", &id, Some("us-core-procedure"));
         if let Some(order) = based_on {
-            set(
-                &mut p,
-                "basedOn",
-                json!([reference("ServiceRequest", order)]),
-            );
+            set(&mut p, "basedOn", js!([reference("ServiceRequest", order)]));
         }
-        set(&mut p, "status", json!("completed"));
+        set(&mut p, "status", js!("completed"));
         set(&mut p, "code", concept(code));
         set(&mut p, "subject", self.subject());
         set(&mut p, "encounter", reference("Encounter", &visit.id));
@@ -1149,19 +1137,19 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut p,
                 "performedPeriod",
-                json!({"start": start.iso(), "end": start.plus_minutes(75).iso()}),
+                js!({"start": start.iso(), "end": start.plus_minutes(75).iso()}),
             );
         } else {
             set(
                 &mut p,
                 "performedDateTime",
-                json!(visit.start.plus_minutes(10).iso()),
+                js!(visit.start.plus_minutes(10).iso()),
             );
         }
         set(
             &mut p,
             "performer",
-            json!([{"actor": self.practitioner(performer), "onBehalfOf": self.service_org()}]),
+            js!([{"actor": self.practitioner(performer), "onBehalfOf": self.service_org()}]),
         );
         let location = if visit.kind == super::visits::VisitKind::Inpatient {
             self.ids.hospital()
@@ -1173,7 +1161,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut p,
                 "focalDevice",
-                json!([{
+                js!([{
                     "action": simple_concept(codes::SNOMED, "129338005", "Surgical implantation - action (qualifier value)"),
                     "manipulated": reference("Device", device),
                 }]),
@@ -1198,29 +1186,25 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut d,
             "udiCarrier",
-            json!([{
-                "deviceIdentifier": di,
+            js!([{
+                "deviceIdentifier": di.clone(),
                 "issuer": "http://hl7.org/fhir/NamingSystem/gs1-di",
                 "jurisdiction": "http://hl7.org/fhir/NamingSystem/fda-udi",
                 "carrierHRF": format!("(01){di}(11){}(17){}(10){lot}(21){serial}", yymmdd(made), yymmdd(expires)),
                 "entryType": "barcode",
             }]),
         );
-        set(
-            &mut d,
-            "distinctIdentifier",
-            json!(format!("DIST-{serial}")),
-        );
-        set(&mut d, "status", json!("active"));
-        set(&mut d, "manufacturer", json!("Acme Implant Devices"));
-        set(&mut d, "manufactureDate", json!(made.to_string()));
-        set(&mut d, "expirationDate", json!(expires.to_string()));
-        set(&mut d, "lotNumber", json!(lot));
-        set(&mut d, "serialNumber", json!(serial));
+        set(&mut d, "distinctIdentifier", js!(format!("DIST-{serial}")));
+        set(&mut d, "status", js!("active"));
+        set(&mut d, "manufacturer", js!("Acme Implant Devices"));
+        set(&mut d, "manufactureDate", js!(made.to_string()));
+        set(&mut d, "expirationDate", js!(expires.to_string()));
+        set(&mut d, "lotNumber", js!(lot));
+        set(&mut d, "serialNumber", js!(serial));
         set(
             &mut d,
             "deviceName",
-            json!([{"name": kind.display.trim_end_matches(" (physical object)"), "type": "user-friendly-name"}]),
+            js!([{"name": kind.display.trim_end_matches(" (physical object)"), "type": "user-friendly-name"}]),
         );
         set(&mut d, "type", concept(kind));
         set(&mut d, "patient", self.subject());
@@ -1274,17 +1258,17 @@ impl<S: FnMut(Value)> Record<'_, S> {
         let id = self.id("doc");
         let author = self.pcp;
         let data = base64(text.as_bytes());
-        let mut content = vec![json!({
-            "attachment": {"contentType": "text/plain", "language": "en-US", "data": data, "title": note_type.display, "creation": visit.end.iso()},
+        let mut content = vec![js!({
+            "attachment": {"contentType": "text/plain", "language": "en-US", "data": data.clone(), "title": note_type.display, "creation": visit.end.iso()},
             "format": {"system": FORMAT, "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient", "display": "mimeType Sufficient"},
         })];
         if with_binary {
             let binary_id = format!("{id}-bin");
             let mut b = resource("Binary", &binary_id, None);
-            set(&mut b, "contentType", json!("text/plain"));
-            set(&mut b, "data", json!(data));
+            set(&mut b, "contentType", js!("text/plain"));
+            set(&mut b, "data", js!(data));
             self.emit_plain(b);
-            content.push(json!({
+            content.push(js!({
                 "attachment": {"contentType": "text/plain", "url": format!("Binary/{binary_id}"), "title": note_type.display},
                 "format": {"system": FORMAT, "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient", "display": "mimeType Sufficient"},
             }));
@@ -1293,13 +1277,13 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut d,
             "identifier",
-            json!([{"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", self.uuid())}]),
+            js!([{"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", self.uuid())}]),
         );
-        set(&mut d, "status", json!(status));
+        set(&mut d, "status", js!(status));
         set(
             &mut d,
             "docStatus",
-            json!(if status == "current" {
+            js!(if status == "current" {
                 "final"
             } else {
                 "preliminary"
@@ -1309,7 +1293,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut d,
             "category",
-            json!([{"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category", "code": "clinical-note", "display": "Clinical Note"}], "text": "Clinical Note"}]),
+            js!([{"coding": [{"system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category", "code": "clinical-note", "display": "Clinical Note"}], "text": "Clinical Note"}]),
         );
         set(&mut d, "subject", self.subject());
         let date = if status == "current" {
@@ -1317,21 +1301,21 @@ impl<S: FnMut(Value)> Record<'_, S> {
         } else {
             visit.end.plus_minutes(-30)
         };
-        set(&mut d, "date", json!(date.iso()));
-        set(&mut d, "author", json!([self.practitioner(author)]));
+        set(&mut d, "date", js!(date.iso()));
+        set(&mut d, "author", js!([self.practitioner(author)]));
         set(&mut d, "custodian", self.service_org());
         if let Some(previous) = replaces {
             set(
                 &mut d,
                 "relatesTo",
-                json!([{"code": "replaces", "target": reference("DocumentReference", previous)}]),
+                js!([{"code": "replaces", "target": reference("DocumentReference", previous)}]),
             );
         }
         set(&mut d, "content", Value::Array(content));
         set(
             &mut d,
             "context",
-            json!({
+            js!({
                 "encounter": [reference("Encounter", &visit.id)],
                 "period": {"start": visit.start.iso(), "end": visit.end.iso()},
             }),
@@ -1361,7 +1345,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
         let id = self.id("media");
         let mut m = resource("Media", &id, None);
-        set(&mut m, "status", json!("completed"));
+        set(&mut m, "status", js!("completed"));
         set(
             &mut m,
             "type",
@@ -1374,12 +1358,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(&mut m, "subject", self.subject());
         set(&mut m, "encounter", reference("Encounter", &visit.id));
         let at = visit.start.plus_minutes(40);
-        set(&mut m, "createdDateTime", json!(at.iso()));
+        set(&mut m, "createdDateTime", js!(at.iso()));
         set(&mut m, "operator", self.practitioner(performer));
         set(
             &mut m,
             "content",
-            json!({"contentType": "image/png", "data": PIXEL_PNG, "title": title}),
+            js!({"contentType": "image/png", "data": PIXEL_PNG, "title": title}),
         );
         self.emit(m, at, performer);
         id
@@ -1401,19 +1385,19 @@ impl<S: FnMut(Value)> Record<'_, S> {
             &id,
             Some("us-core-diagnosticreport-note"),
         );
-        set(&mut r, "status", json!("final"));
-        set(&mut r, "category", json!([concept(category)]));
+        set(&mut r, "status", js!("final"));
+        set(&mut r, "category", js!([concept(category)]));
         set(&mut r, "code", concept(code));
         set(&mut r, "subject", self.subject());
         set(&mut r, "encounter", reference("Encounter", &visit.id));
         let effective = visit.start.plus_minutes(45);
-        set(&mut r, "effectiveDateTime", json!(effective.iso()));
+        set(&mut r, "effectiveDateTime", js!(effective.iso()));
         let issued = effective.plus_minutes(180);
-        set(&mut r, "issued", json!(issued.iso()));
+        set(&mut r, "issued", js!(issued.iso()));
         set(
             &mut r,
             "performer",
-            json!([self.practitioner(performer), self.service_org()]),
+            js!([self.practitioner(performer), self.service_org()]),
         );
         if !results.is_empty() {
             set(
@@ -1431,14 +1415,14 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut r,
                 "media",
-                json!([{"comment": "Tracing", "link": reference("Media", media)}]),
+                js!([{"comment": "Tracing", "link": reference("Media", media)}]),
             );
         }
-        set(&mut r, "conclusion", json!(text));
+        set(&mut r, "conclusion", js!(text));
         set(
             &mut r,
             "presentedForm",
-            json!([{"contentType": "text/plain", "language": "en-US", "data": base64(text.as_bytes()), "title": code.display}]),
+            js!([{"contentType": "text/plain", "language": "en-US", "data": base64(text.as_bytes()), "title": code.display}]),
         );
         self.emit(r, issued, performer);
     }
@@ -1465,7 +1449,7 @@ fn unit_display(code: &str) -> &'static str {
 }
 
 fn dosage(drug: &Drug) -> Value {
-    json!({
+    js!({
         "text": drug.sig,
         "timing": {"repeat": {"frequency": drug.per_day, "period": 1, "periodUnit": "d"}},
         "route": simple_concept(codes::SNOMED, if drug.dose_unit == "{puff}" { "447694001" } else { "26643006" }, if drug.dose_unit == "{puff}" { "Respiratory tract route (qualifier value)" } else { "Oral route (qualifier value)" }),

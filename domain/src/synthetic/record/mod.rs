@@ -8,7 +8,7 @@ mod care;
 mod observations;
 mod visits;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::codes::{self, ConditionCode};
 use super::datatypes::{reference, resource, set, simple_concept};
@@ -260,12 +260,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
             &format!("{id}-prov"),
             Some("us-core-provenance"),
         );
-        set(&mut prov, "target", json!([reference(&resource_type, &id)]));
-        set(&mut prov, "recorded", json!(recorded.iso()));
+        set(&mut prov, "target", js!([reference(&resource_type, &id)]));
+        set(&mut prov, "recorded", js!(recorded.iso()));
         set(
             &mut prov,
             "agent",
-            json!([
+            js!([
                 {
                     "type": simple_concept("http://terminology.hl7.org/CodeSystem/provenance-participant-type", "author", "Author"),
                     "who": self.practitioner(author),
@@ -285,7 +285,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         let race = self.rng.pick(codes::RACES);
         let hispanic = self.rng.chance(0.25);
         let mut extensions = vec![
-            json!({
+            js!({
                 "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
                 "extension": [
                     {"url": "ombCategory", "valueCoding": super::datatypes::coding(&race.omb)},
@@ -295,7 +295,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             }),
             if hispanic {
                 let detailed = self.rng.pick(codes::HISPANIC_DETAILED);
-                json!({
+                js!({
                     "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
                     "extension": [
                         {"url": "ombCategory", "valueCoding": super::datatypes::coding(&codes::HISPANIC)},
@@ -304,7 +304,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                     ],
                 })
             } else {
-                json!({
+                js!({
                     "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
                     "extension": [
                         {"url": "ombCategory", "valueCoding": super::datatypes::coding(&codes::NOT_HISPANIC)},
@@ -314,7 +314,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             },
         ];
         if race.omb.code == "1002-5" {
-            extensions.push(json!({
+            extensions.push(js!({
                 "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-tribal-affiliation",
                 "extension": [
                     {"url": "tribalAffiliation", "valueCodeableConcept": super::datatypes::concept(&codes::TRIBE)},
@@ -327,8 +327,8 @@ impl<S: FnMut(Value)> Record<'_, S> {
         } else {
             ("M", "248153007")
         };
-        extensions.push(json!({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex", "valueCode": birth_sex}));
-        extensions.push(json!({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-sex", "valueCode": sex_code}));
+        extensions.push(js!({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex", "valueCode": birth_sex}));
+        extensions.push(js!({"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-sex", "valueCode": sex_code}));
         let identity = if self.archetype == Archetype::YoungAdult {
             self.rng.pick(codes::GENDER_IDENTITY_VALUES)
         } else if self.female {
@@ -337,7 +337,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             &codes::GENDER_IDENTITY_VALUES[1]
         };
         if !matches!(self.archetype, Archetype::Infant | Archetype::Child) {
-            extensions.push(json!({
+            extensions.push(js!({
                 "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-genderIdentity",
                 "valueCodeableConcept": super::datatypes::concept(identity),
             }));
@@ -347,7 +347,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut p,
             "identifier",
-            json!([
+            js!([
                 {
                     "use": "usual",
                     "type": simple_concept("http://terminology.hl7.org/CodeSystem/v2-0203", "MR", "Medical Record Number"),
@@ -357,23 +357,23 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 },
             ]),
         );
-        set(&mut p, "active", json!(true));
+        set(&mut p, "active", js!(true));
 
         let adult = self.age_years() >= 18;
         let mut names = vec![];
-        let mut official = json!({"use": "official", "family": self.family, "given": [self.given, *self.rng.pick(if self.female { codes::GIVEN_FEMALE } else { codes::GIVEN_MALE })]});
+        let mut official = js!({"use": "official", "family": self.family, "given": [self.given, *self.rng.pick(if self.female { codes::GIVEN_FEMALE } else { codes::GIVEN_MALE })]});
         if adult && !self.female && self.rng.chance(0.3) {
-            official["suffix"] = json!(["Jr."]);
+            official["suffix"] = js!(["Jr."]);
         } else if adult && self.rng.chance(0.2) {
-            official["suffix"] = json!(["PhD"]);
+            official["suffix"] = js!(["PhD"]);
         }
         if adult {
             // An earlier legal name (e.g. before marriage), closed when the current one began.
             // Changed half-way between the 18th birthday and now.
             let changed = self.birth.to_days() + 365 * (18 + (self.age_years() - 18) / 2);
-            official["period"] = json!({"start": CalendarDate::from_days(changed).to_string()});
+            official["period"] = js!({"start": CalendarDate::from_days(changed).to_string()});
             names.push(official);
-            names.push(json!({
+            names.push(js!({
                 "use": "old",
                 "family": *self.rng.pick(codes::FAMILY_NAMES),
                 "given": [self.given],
@@ -382,7 +382,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         } else {
             names.push(official);
         }
-        names.push(json!({"use": "usual", "given": [self.given]}));
+        names.push(js!({"use": "usual", "given": [self.given]}));
         set(&mut p, "name", Value::Array(names));
 
         let phone = format!(
@@ -393,7 +393,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut p,
             "telecom",
-            json!([
+            js!([
                 {"system": "phone", "value": phone, "use": "home", "rank": 1},
                 {"system": "phone", "value": format!("({}) 555-01{:02}", 200 + self.rng.below(700), self.rng.below(100)), "use": "mobile", "rank": 2},
                 {"system": "email", "value": format!("{}.{}{}@example.com", self.given.to_lowercase(), self.family.to_lowercase(), self.rng.below(1000)), "use": "home"},
@@ -402,11 +402,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut p,
             "gender",
-            json!(if self.female { "female" } else { "male" }),
+            js!(if self.female { "female" } else { "male" }),
         );
-        set(&mut p, "birthDate", json!(self.birth.to_string()));
+        set(&mut p, "birthDate", js!(self.birth.to_string()));
         if let Some(died) = self.deceased {
-            set(&mut p, "deceasedDateTime", json!(died.iso()));
+            set(&mut p, "deceasedDateTime", js!(died.iso()));
         }
         let (city, state, zip) = *self.rng.pick(codes::CITIES);
         let (old_city, old_state, old_zip) = *self.rng.pick(codes::CITIES);
@@ -420,7 +420,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut p,
             "address",
-            json!([
+            js!([
                 {
                     "use": "home", "type": "both",
                     "line": [format!("{} {}", 10 + self.rng.below(9000), self.rng.pick(codes::STREETS))],
@@ -460,12 +460,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut p,
             "communication",
-            json!([{"language": super::datatypes::concept(language), "preferred": true}]),
+            js!([{"language": super::datatypes::concept(language), "preferred": true}]),
         );
         set(
             &mut p,
             "generalPractitioner",
-            json!([self.practitioner(self.pcp)]),
+            js!([self.practitioner(self.pcp)]),
         );
         set(&mut p, "managingOrganization", self.service_org());
         let registered = Moment::at(
@@ -496,12 +496,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
             &self.related_person.clone(),
             Some("us-core-relatedperson"),
         );
-        set(&mut rp, "active", json!(true));
+        set(&mut rp, "active", js!(true));
         set(&mut rp, "patient", self.subject());
         set(
             &mut rp,
             "relationship",
-            json!([
+            js!([
                 simple_concept(
                     "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
                     relationship,
@@ -517,27 +517,27 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut rp,
             "name",
-            json!([{"use": "official", "family": self.family, "given": [given]}]),
+            js!([{"use": "official", "family": self.family, "given": [given]}]),
         );
         set(
             &mut rp,
             "telecom",
-            json!([{"system": "phone", "value": format!("(617) 555-01{:02}", self.rng.below(100)), "use": "mobile"}]),
+            js!([{"system": "phone", "value": format!("(617) 555-01{:02}", self.rng.below(100)), "use": "mobile"}]),
         );
         set(
             &mut rp,
             "gender",
-            json!(if rel_female { "female" } else { "male" }),
+            js!(if rel_female { "female" } else { "male" }),
         );
         set(
             &mut rp,
             "address",
-            json!([{"use": "home", "line": [format!("{} {}", 10 + self.rng.below(9000), self.rng.pick(codes::STREETS))], "city": "Boston", "state": "MA", "postalCode": "02118", "country": "US"}]),
+            js!([{"use": "home", "line": [format!("{} {}", 10 + self.rng.below(9000), self.rng.pick(codes::STREETS))], "city": "Boston", "state": "MA", "postalCode": "02118", "country": "US"}]),
         );
         set(
             &mut rp,
             "communication",
-            json!([{"language": super::datatypes::concept(&codes::LANGUAGES[0]), "preferred": true}]),
+            js!([{"language": super::datatypes::concept(&codes::LANGUAGES[0]), "preferred": true}]),
         );
         let recorded = Moment::at(
             CalendarDate::from_days(

@@ -2,7 +2,7 @@
 //! results, preferences and clinical results, with the reports, specimens and questionnaire
 //! responses they belong to.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::super::codes::{
     self, Analyte, Code, Panel, LOINC, OBS_CATEGORY, SNOMED, UCUM, US_CORE_CATEGORY,
@@ -45,14 +45,14 @@ impl<S: FnMut(Value)> Record<'_, S> {
     ) -> (String, Map<String, Value>) {
         let id = self.id("obs");
         let mut o = resource("Observation", &id, Some(profile));
-        set(&mut o, "status", json!("final"));
+        set(&mut o, "status", js!("final"));
         set(&mut o, "category", Value::Array(categories));
         set(&mut o, "code", code);
         set(&mut o, "subject", self.subject());
         if let Some(enc) = encounter {
             set(&mut o, "encounter", reference("Encounter", enc));
         }
-        set(&mut o, "effectiveDateTime", json!(effective.iso()));
+        set(&mut o, "effectiveDateTime", js!(effective.iso()));
         (id, o)
     }
 
@@ -272,14 +272,14 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 visit.start.plus_minutes(6),
             );
             let diastolic_component = if absent {
-                json!({"code": concept(&loinc("8462-4", "Diastolic blood pressure")), "dataAbsentReason": data_absent("unknown", "Unknown")})
+                js!({"code": concept(&loinc("8462-4", "Diastolic blood pressure")), "dataAbsentReason": data_absent("unknown", "Unknown")})
             } else {
-                json!({"code": concept(&loinc("8462-4", "Diastolic blood pressure")), "valueQuantity": quantity(diastolic, "mmHg", "mm[Hg]")})
+                js!({"code": concept(&loinc("8462-4", "Diastolic blood pressure")), "valueQuantity": quantity(diastolic, "mmHg", "mm[Hg]")})
             };
             set(
                 &mut o,
                 "component",
-                json!([
+                js!([
                     {"code": concept(&loinc("8480-6", "Systolic blood pressure")), "valueQuantity": quantity(systolic, "mmHg", "mm[Hg]")},
                     diastolic_component,
                 ]),
@@ -291,7 +291,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         let (id, mut o) = self.observation(
             "us-core-pulse-oximetry",
             vec![vital_category()],
-            json!({"coding": [
+            js!({"coding": [
                 coding(&loinc("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry")),
                 coding(&loinc("2708-6", "Oxygen saturation in Arterial blood")),
             ], "text": "Oxygen saturation"}),
@@ -304,7 +304,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut o,
                 "component",
-                json!([
+                js!([
                     {"code": concept(&loinc("3151-8", "Inhaled oxygen flow rate")), "valueQuantity": quantity(self.rng.range(1, 4) as f64, "L/min", "L/min")},
                     {"code": concept(&loinc("3150-0", "Inhaled oxygen concentration")), "valueQuantity": quantity(self.rng.range(24, 36) as f64, "%", "%")},
                 ]),
@@ -357,12 +357,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut o,
             "note",
-            json!([{"text": format!("Mean of home readings from {} to {}.", at.plus_days(-14).day_string(), at.day_string())}]),
+            js!([{"text": format!("Mean of home readings from {} to {}.", at.plus_days(-14).day_string(), at.day_string())}]),
         );
         set(
             &mut o,
             "component",
-            json!([
+            js!([
                 {"code": concept(&loinc("96608-5", "Systolic blood pressure mean")), "valueQuantity": quantity(self.rng.range(128, 150) as f64, "mmHg", "mm[Hg]")},
                 {"code": concept(&loinc("96609-3", "Diastolic blood pressure mean")), "valueQuantity": quantity(self.rng.range(80, 94) as f64, "mmHg", "mm[Hg]")},
             ]),
@@ -400,25 +400,25 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut s,
             "identifier",
-            json!([{"system": "https://sphere-ehr.example/sid/specimen", "value": id.to_uppercase()}]),
+            js!([{"system": "https://sphere-ehr.example/sid/specimen", "value": id.to_uppercase()}]),
         );
         set(
             &mut s,
             "accessionIdentifier",
-            json!({"system": "https://sphere-ehr.example/sid/accession", "value": format!("A{}", self.rng.below(100_000_000))}),
+            js!({"system": "https://sphere-ehr.example/sid/accession", "value": format!("A{}", self.rng.below(100_000_000))}),
         );
-        set(&mut s, "status", json!("available"));
+        set(&mut s, "status", js!("available"));
         set(&mut s, "type", concept(kind));
         set(&mut s, "subject", self.subject());
         set(
             &mut s,
             "receivedTime",
-            json!(visit.start.plus_minutes(40).iso()),
+            js!(visit.start.plus_minutes(40).iso()),
         );
         set(
             &mut s,
             "collection",
-            json!({"collector": self.practitioner(shared::NURSE_PRACTITIONER), "collectedDateTime": visit.start.plus_minutes(20).iso()}),
+            js!({"collector": self.practitioner(shared::NURSE_PRACTITIONER), "collectedDateTime": visit.start.plus_minutes(20).iso()}),
         );
         self.emit(s, visit.start.plus_minutes(20), shared::NURSE_PRACTITIONER);
         id
@@ -427,12 +427,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
     fn lab_order(&mut self, visit: &Visit, code: &Code) -> String {
         let id = self.id("sr");
         let mut s = resource("ServiceRequest", &id, Some("us-core-servicerequest"));
-        set(&mut s, "status", json!("completed"));
-        set(&mut s, "intent", json!("order"));
+        set(&mut s, "status", js!("completed"));
+        set(&mut s, "intent", js!("order"));
         set(
             &mut s,
             "category",
-            json!([simple_concept(SNOMED, "108252007", "Laboratory procedure")]),
+            js!([simple_concept(SNOMED, "108252007", "Laboratory procedure")]),
         );
         set(&mut s, "code", concept(code));
         set(&mut s, "subject", self.subject());
@@ -440,19 +440,19 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut s,
             "occurrenceDateTime",
-            json!(visit.start.plus_minutes(20).iso()),
+            js!(visit.start.plus_minutes(20).iso()),
         );
         set(
             &mut s,
             "authoredOn",
-            json!(visit.start.plus_minutes(10).iso()),
+            js!(visit.start.plus_minutes(10).iso()),
         );
         set(&mut s, "requester", self.practitioner(self.pcp));
         if let Some(first) = self.chronic.first() {
             set(
                 &mut s,
                 "reasonReference",
-                json!([reference("Condition", &first.id)]),
+                js!([reference("Condition", &first.id)]),
             );
         }
         self.emit(s, visit.start.plus_minutes(10), self.pcp);
@@ -473,11 +473,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
             Some(&visit.id),
             visit.start.plus_minutes(20),
         );
-        set(&mut o, "issued", json!(issued.iso()));
+        set(&mut o, "issued", js!(issued.iso()));
         set(
             &mut o,
             "performer",
-            json!([reference("Organization", &self.ids.lab())]),
+            js!([reference("Organization", &self.ids.lab())]),
         );
         set(&mut o, "specimen", reference("Specimen", specimen));
         (id, o)
@@ -503,7 +503,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 set(
                     &mut o,
                     "note",
-                    json!([{"text": "Specimen hemolyzed; potassium not reported."}]),
+                    js!([{"text": "Specimen hemolyzed; potassium not reported."}]),
                 );
             } else {
                 let span = analyte.high - analyte.low;
@@ -533,7 +533,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 set(
                     &mut o,
                     "interpretation",
-                    json!([simple_concept(
+                    js!([simple_concept(
                         "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
                         code,
                         display
@@ -542,7 +542,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 set(
                     &mut o,
                     "referenceRange",
-                    json!([{"low": quantity(analyte.low, analyte.unit, analyte.unit), "high": quantity(analyte.high, analyte.unit, analyte.unit)}]),
+                    js!([{"low": quantity(analyte.low, analyte.unit, analyte.unit), "high": quantity(analyte.high, analyte.unit, analyte.unit)}]),
                 );
             }
             self.emit(o, issued, self.pcp);
@@ -566,16 +566,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
             &id,
             Some("us-core-diagnosticreport-lab"),
         );
-        set(
-            &mut r,
-            "basedOn",
-            json!([reference("ServiceRequest", order)]),
-        );
-        set(&mut r, "status", json!("final"));
+        set(&mut r, "basedOn", js!([reference("ServiceRequest", order)]));
+        set(&mut r, "status", js!("final"));
         set(
             &mut r,
             "category",
-            json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB", "display": "Laboratory"}], "text": "Laboratory"}]),
+            js!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB", "display": "Laboratory"}], "text": "Laboratory"}]),
         );
         set(&mut r, "code", concept(code));
         set(&mut r, "subject", self.subject());
@@ -583,13 +579,13 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut r,
             "effectiveDateTime",
-            json!(visit.start.plus_minutes(20).iso()),
+            js!(visit.start.plus_minutes(20).iso()),
         );
-        set(&mut r, "issued", json!(issued.iso()));
+        set(&mut r, "issued", js!(issued.iso()));
         set(
             &mut r,
             "performer",
-            json!([
+            js!([
                 self.practitioner(self.pcp),
                 reference("Organization", &self.ids.lab())
             ]),
@@ -597,9 +593,9 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut r,
             "resultsInterpreter",
-            json!([self.practitioner(self.pcp)]),
+            js!([self.practitioner(self.pcp)]),
         );
-        set(&mut r, "specimen", json!([reference("Specimen", specimen)]));
+        set(&mut r, "specimen", js!([reference("Specimen", specimen)]));
         set(
             &mut r,
             "result",
@@ -621,7 +617,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut o,
             "valueString",
-            json!(*self.rng.pick(&["Yellow", "Dark yellow", "Straw"])),
+            js!(*self.rng.pick(&["Yellow", "Dark yellow", "Straw"])),
         );
         self.emit(o, issued, self.pcp);
         self.lab_diagnostic_report(visit, &codes::URINALYSIS, &order, &specimen, &[id], issued);
@@ -646,12 +642,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
     pub(super) fn chest_xray(&mut self, visit: &Visit) {
         let order = self.id("sr");
         let mut s = resource("ServiceRequest", &order, Some("us-core-servicerequest"));
-        set(&mut s, "status", json!("completed"));
-        set(&mut s, "intent", json!("original-order"));
+        set(&mut s, "status", js!("completed"));
+        set(&mut s, "intent", js!("original-order"));
         set(
             &mut s,
             "category",
-            json!([simple_concept(SNOMED, "363679005", "Imaging")]),
+            js!([simple_concept(SNOMED, "363679005", "Imaging")]),
         );
         set(&mut s, "code", concept(&codes::CHEST_XRAY));
         set(&mut s, "subject", self.subject());
@@ -659,19 +655,15 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut s,
             "occurrenceDateTime",
-            json!(visit.start.plus_minutes(30).iso()),
+            js!(visit.start.plus_minutes(30).iso()),
         );
         set(
             &mut s,
             "authoredOn",
-            json!(visit.start.plus_minutes(15).iso()),
+            js!(visit.start.plus_minutes(15).iso()),
         );
         set(&mut s, "requester", self.practitioner(self.pcp));
-        set(
-            &mut s,
-            "reasonCode",
-            json!([{"text": "Rule out pneumonia"}]),
-        );
+        set(&mut s, "reasonCode", js!([{"text": "Rule out pneumonia"}]));
         self.emit(s, visit.start.plus_minutes(15), self.pcp);
 
         let at = visit.start.plus_minutes(45);
@@ -710,7 +702,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         } else {
             "Right lower lobe consolidation consistent with pneumonia."
         };
-        set(&mut o, "valueString", json!(text));
+        set(&mut o, "valueString", js!(text));
         self.emit(o, at, self.pcp);
         let report = format!(
             "Portable chest X-ray.\nFindings: {}\nImpression: {}\n",
@@ -770,7 +762,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut o,
             "valueString",
-            json!("Sinus bradycardia with intermittent sinus pauses"),
+            js!("Sinus bradycardia with intermittent sinus pauses"),
         );
         self.emit(o, at, shared::CARDIOLOGY);
         let tracing = self.media(visit, "12-lead EKG tracing", shared::CARDIOLOGY);
@@ -819,7 +811,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 Some(encounter),
                 *at,
             );
-            set(&mut o, "issued", json!(at.iso()));
+            set(&mut o, "issued", js!(at.iso()));
             set(&mut o, "valueCodeableConcept", concept(&value));
             self.emit(o, *at, self.pcp);
         }
@@ -848,13 +840,13 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut o,
                 "effectivePeriod",
-                json!({"start": at.plus_days(-365 * (age - 15).min(10)).day_string()}),
+                js!({"start": at.plus_days(-365 * (age - 15).min(10)).day_string()}),
             );
             set(&mut o, "valueCodeableConcept", concept(&occupation));
             set(
                 &mut o,
                 "component",
-                json!([{"code": concept(&codes::INDUSTRY), "valueCodeableConcept": concept(&industry)}]),
+                js!([{"code": concept(&codes::INDUSTRY), "valueCodeableConcept": concept(&industry)}]),
             );
             self.emit(o, *at, self.pcp);
         }
@@ -918,7 +910,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             *at,
             "http://loinc.org/q/88121-9",
             "Hunger Vital Sign",
-            json!([{
+            js!([{
                 "linkId": "/88121-9",
                 "text": codes::HVS_PANEL.display,
                 "item": [
@@ -945,12 +937,12 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 Some(encounter),
                 *at,
             );
-            set(&mut o, "performer", json!([self.subject()]));
+            set(&mut o, "performer", js!([self.subject()]));
             set(&mut o, "valueCodeableConcept", concept(&answer));
             set(
                 &mut o,
                 "derivedFrom",
-                json!([reference("QuestionnaireResponse", &qr)]),
+                js!([reference("QuestionnaireResponse", &qr)]),
             );
             self.emit(o, *at, self.pcp);
             members.push(id);
@@ -962,7 +954,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             Some(encounter),
             *at,
         );
-        set(&mut o, "performer", json!([self.subject()]));
+        set(&mut o, "performer", js!([self.subject()]));
         set(
             &mut o,
             "hasMember",
@@ -976,7 +968,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut o,
             "derivedFrom",
-            json!([reference("QuestionnaireResponse", &qr)]),
+            js!([reference("QuestionnaireResponse", &qr)]),
         );
         self.emit(o, *at, self.pcp);
         let (_, mut o) = self.observation(
@@ -986,11 +978,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
             Some(encounter),
             *at,
         );
-        set(&mut o, "performer", json!([self.practitioner(self.pcp)]));
+        set(&mut o, "performer", js!([self.practitioner(self.pcp)]));
         set(
             &mut o,
             "valueString",
-            json!(if food_insecure {
+            js!(if food_insecure {
                 "Reports running out of food; referred to food pantry program."
             } else {
                 "No social needs identified."
@@ -999,7 +991,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut o,
             "derivedFrom",
-            json!([reference("Observation", &hvs_panel)]),
+            js!([reference("Observation", &hvs_panel)]),
         );
         self.emit(o, *at, self.pcp);
         if food_insecure {
@@ -1019,7 +1011,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 *at,
                 "http://loinc.org/q/55757-9",
                 "PHQ-2",
-                json!([
+                js!([
                     {"linkId": "/44250-9", "text": codes::PHQ2_INTEREST.display, "answer": [{"valueCoding": coding(&codes::PHQ_ANSWERS[s1])}]},
                     {"linkId": "/44255-8", "text": codes::PHQ2_DOWN.display, "answer": [{
                         "valueCoding": coding(&codes::PHQ_ANSWERS[s2]),
@@ -1043,7 +1035,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                     Some(encounter),
                     *at,
                 );
-                set(&mut o, "performer", json!([self.subject()]));
+                set(&mut o, "performer", js!([self.subject()]));
                 set(
                     &mut o,
                     "valueCodeableConcept",
@@ -1052,7 +1044,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 set(
                     &mut o,
                     "derivedFrom",
-                    json!([reference("QuestionnaireResponse", &qr)]),
+                    js!([reference("QuestionnaireResponse", &qr)]),
                 );
                 self.emit(o, *at, self.pcp);
                 members.push(id);
@@ -1064,16 +1056,16 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 Some(encounter),
                 *at,
             );
-            set(&mut o, "performer", json!([self.subject()]));
+            set(&mut o, "performer", js!([self.subject()]));
             set(
                 &mut o,
                 "valueQuantity",
-                json!({"value": total, "unit": "{score}", "system": UCUM, "code": "{score}"}),
+                js!({"value": total, "unit": "{score}", "system": UCUM, "code": "{score}"}),
             );
             set(
                 &mut o,
                 "derivedFrom",
-                json!([reference("QuestionnaireResponse", &qr)]),
+                js!([reference("QuestionnaireResponse", &qr)]),
             );
             self.emit(o, *at, self.pcp);
             members.push(total_id);
@@ -1084,7 +1076,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 Some(encounter),
                 *at,
             );
-            set(&mut o, "performer", json!([self.subject()]));
+            set(&mut o, "performer", js!([self.subject()]));
             set(
                 &mut o,
                 "hasMember",
@@ -1098,7 +1090,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut o,
                 "derivedFrom",
-                json!([reference("QuestionnaireResponse", &qr)]),
+                js!([reference("QuestionnaireResponse", &qr)]),
             );
             self.emit(o, *at, self.pcp);
             // A disability-status assessment derived from the screening (simple observation).
@@ -1118,7 +1110,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 Some(encounter),
                 *at,
             );
-            set(&mut o, "performer", json!([self.practitioner(self.pcp)]));
+            set(&mut o, "performer", js!([self.practitioner(self.pcp)]));
             set(
                 &mut o,
                 "valueCodeableConcept",
@@ -1127,7 +1119,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut o,
                 "derivedFrom",
-                json!([reference("Observation", &panel)]),
+                js!([reference("Observation", &panel)]),
             );
             self.emit(o, *at, self.pcp);
         }
@@ -1139,8 +1131,8 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 Some(encounter),
                 *at,
             );
-            set(&mut o, "performer", json!([self.subject()]));
-            set(&mut o, "valueBoolean", json!(food_insecure));
+            set(&mut o, "performer", js!([self.subject()]));
+            set(&mut o, "valueBoolean", js!(food_insecure));
             self.emit(o, *at, self.pcp);
         }
         if self.age_years_at(*at) >= 60 {
@@ -1155,11 +1147,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 Some(encounter),
                 *at,
             );
-            set(&mut o, "performer", json!([self.practitioner(self.pcp)]));
+            set(&mut o, "performer", js!([self.practitioner(self.pcp)]));
             set(
                 &mut o,
                 "valueQuantity",
-                json!({"value": self.rng.range(22, 30), "unit": "{score}", "system": UCUM, "code": "{score}"}),
+                js!({"value": self.rng.range(22, 30), "unit": "{score}", "system": UCUM, "code": "{score}"}),
             );
             self.emit(o, *at, self.pcp);
         }
@@ -1177,11 +1169,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
             Some(encounter),
             *at,
         );
-        set(&mut o, "performer", json!([self.subject()]));
+        set(&mut o, "performer", js!([self.subject()]));
         set(
             &mut o,
             "valueString",
-            json!(*self.rng.pick(&[
+            js!(*self.rng.pick(&[
                 "I want to stay at home as long as possible, with hospice care if needed.",
                 "Try every treatment that could extend my life.",
                 "Avoid mechanical ventilation; comfort-focused care is preferred.",
@@ -1195,11 +1187,11 @@ impl<S: FnMut(Value)> Record<'_, S> {
             Some(encounter),
             *at,
         );
-        set(&mut o, "performer", json!([self.subject()]));
+        set(&mut o, "performer", js!([self.subject()]));
         set(
             &mut o,
             "valueString",
-            json!(*self.rng.pick(&[
+            js!(*self.rng.pick(&[
                 "Prefers a female clinician and morning appointments.",
                 "Wants a family member present for care decisions.",
                 "Prefers written instructions in plain language.",
@@ -1225,20 +1217,20 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut q,
             "identifier",
-            json!({"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", self.uuid())}),
+            js!({"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", self.uuid())}),
         );
-        set(&mut q, "questionnaire", json!(questionnaire));
+        set(&mut q, "questionnaire", js!(questionnaire));
         set(
             &mut q,
             "_questionnaire",
-            json!({"extension": [
+            js!({"extension": [
                 {"url": "http://hl7.org/fhir/StructureDefinition/display", "valueString": title},
                 {"url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-extension-questionnaire-uri", "valueUri": questionnaire},
             ]}),
         );
-        set(&mut q, "status", json!("completed"));
+        set(&mut q, "status", js!("completed"));
         set(&mut q, "subject", self.subject());
-        set(&mut q, "authored", json!(at.iso()));
+        set(&mut q, "authored", js!(at.iso()));
         set(&mut q, "author", self.practitioner(self.pcp));
         set(&mut q, "source", self.subject());
         set(&mut q, "item", items);
@@ -1249,32 +1241,32 @@ impl<S: FnMut(Value)> Record<'_, S> {
     fn food_pantry_referral(&mut self, at: Moment) {
         let id = self.id("sr");
         let mut s = resource("ServiceRequest", &id, Some("us-core-servicerequest"));
-        set(&mut s, "status", json!("active"));
-        set(&mut s, "intent", json!("order"));
+        set(&mut s, "status", js!("active"));
+        set(&mut s, "intent", js!("order"));
         set(
             &mut s,
             "category",
-            json!([simple_concept(US_CORE_CATEGORY, "sdoh", "SDOH")]),
+            js!([simple_concept(US_CORE_CATEGORY, "sdoh", "SDOH")]),
         );
         set(&mut s, "code", concept(&codes::FOOD_PANTRY_REFERRAL));
         set(&mut s, "subject", self.subject());
         set(
             &mut s,
             "occurrencePeriod",
-            json!({"start": at.day_string(), "end": at.plus_days(60).day_string()}),
+            js!({"start": at.day_string(), "end": at.plus_days(60).day_string()}),
         );
-        set(&mut s, "authoredOn", json!(at.iso()));
+        set(&mut s, "authoredOn", js!(at.iso()));
         set(&mut s, "requester", self.practitioner(self.pcp));
         set(
             &mut s,
             "reasonCode",
-            json!([concept(&codes::SDOH_CONDITIONS[0].snomed)]),
+            js!([concept(&codes::SDOH_CONDITIONS[0].snomed)]),
         );
         if let Some(condition) = self.chronic_id(&codes::SDOH_CONDITIONS[0]) {
             set(
                 &mut s,
                 "reasonReference",
-                json!([reference("Condition", &condition)]),
+                js!([reference("Condition", &condition)]),
             );
         }
         self.emit(s, at, self.pcp);

@@ -1,6 +1,6 @@
 //! The encounter timeline and what happens at each kind of visit.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::super::codes::{self, Code, ConditionCode};
 use super::super::datatypes::{concept, reference, resource, set, simple_concept};
@@ -212,7 +212,9 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 }
                 let note = codes::HISTORY_AND_PHYSICAL;
                 self.clinical_note(visit, &note, visit.first_of_kind);
-                reasons.push(json!({"text": if adult { "Annual wellness visit" } else { "Well child visit" }}));
+                reasons.push(
+                    js!({"text": if adult { "Annual wellness visit" } else { "Well child visit" }}),
+                );
             }
             VisitKind::Symptom => {
                 self.vital_signs(visit);
@@ -228,7 +230,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             }
             VisitKind::Telehealth => {
                 self.clinical_note(visit, &codes::PROGRESS_NOTE, false);
-                reasons.push(json!({"text": "Medication follow-up"}));
+                reasons.push(js!({"text": "Medication follow-up"}));
             }
             VisitKind::Emergency => {
                 self.vital_signs(visit);
@@ -309,7 +311,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                 reasons.push(concept(&screening.icd10));
             }
             VisitKind::Planned => {
-                reasons.push(json!({"text": "Follow-up visit"}));
+                reasons.push(js!({"text": "Follow-up visit"}));
             }
         }
         self.encounter(visit, attending, performer, reasons, diagnoses);
@@ -344,13 +346,13 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut e,
             "identifier",
-            json!([{"use": "usual", "system": "https://sphere-ehr.example/sid/encounter", "value": format!("V-{}", visit.id)}]),
+            js!([{"use": "usual", "system": "https://sphere-ehr.example/sid/encounter", "value": format!("V-{}", visit.id)}]),
         );
         let planned = visit.kind == VisitKind::Planned;
         set(
             &mut e,
             "status",
-            json!(if planned { "planned" } else { "finished" }),
+            js!(if planned { "planned" } else { "finished" }),
         );
         let (class_code, class_display, type_code) = match visit.kind {
             VisitKind::Wellness => ("AMB", "ambulatory", codes::ENCOUNTER_CHECKUP),
@@ -365,25 +367,25 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut e,
             "class",
-            json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class_code, "display": class_display}),
+            js!({"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class_code, "display": class_display}),
         );
-        set(&mut e, "type", json!([concept(&type_code)]));
+        set(&mut e, "type", js!([concept(&type_code)]));
         set(&mut e, "subject", self.subject());
         let period = if planned {
-            json!({"start": visit.start.iso()})
+            js!({"start": visit.start.iso()})
         } else {
-            json!({"start": visit.start.iso(), "end": visit.end.iso()})
+            js!({"start": visit.start.iso(), "end": visit.end.iso()})
         };
-        let mut participants = vec![json!({
+        let mut participants = vec![js!({
             "type": [simple_concept("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "ATND", "attender")],
-            "period": period,
+            "period": period.clone(),
             "individual": self.practitioner(attending),
         })];
         if let Some(p) = performer {
             if p != attending {
-                participants.push(json!({
+                participants.push(js!({
                     "type": [simple_concept("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF", "primary performer")],
-                    "period": period,
+                    "period": period.clone(),
                     "individual": self.practitioner(p),
                 }));
             }
@@ -402,7 +404,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
                         .collect(),
                 ),
             );
-            set(&mut e, "diagnosis", Value::Array(diagnoses.iter().enumerate().map(|(i, d)| json!({
+            set(&mut e, "diagnosis", Value::Array(diagnoses.iter().enumerate().map(|(i, d)| js!({
                 "condition": reference("Condition", d),
                 "use": simple_concept("http://terminology.hl7.org/CodeSystem/diagnosis-role", "DD", "Discharge diagnosis"),
                 "rank": i + 1,
@@ -417,7 +419,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
             set(
                 &mut e,
                 "hospitalization",
-                json!({
+                js!({
                     "admitSource": simple_concept("http://terminology.hl7.org/CodeSystem/admit-source", if visit.kind == VisitKind::Emergency { "emd" } else { "gp" }, if visit.kind == VisitKind::Emergency { "From accident/emergency department" } else { "General Practitioner referral" }),
                     "dischargeDisposition": simple_concept("http://terminology.hl7.org/CodeSystem/discharge-disposition", code, display),
                 }),
@@ -431,7 +433,7 @@ impl<S: FnMut(Value)> Record<'_, S> {
         set(
             &mut e,
             "location",
-            json!([{"location": reference("Location", &location), "status": if planned { "planned" } else { "completed" }, "period": period}]),
+            js!([{"location": reference("Location", &location), "status": if planned { "planned" } else { "completed" }, "period": period}]),
         );
         set(&mut e, "serviceProvider", self.service_org());
         self.emit(e, if planned { visit.start } else { visit.end }, attending);
