@@ -35,10 +35,8 @@ pub async fn open_log(config: &Config) -> Result<Arc<dyn EventLog>, EventLogErro
 }
 
 async fn open_remote_log(url: &str) -> Result<Arc<dyn EventLog>, EventLogError> {
-    let _ = url;
-    Err(EventLogError::Unavailable(
-        "this build has no KurrentDB backend; leave eventstore.url empty for the embedded log"
-            .into(),
+    Ok(Arc::new(
+        crate::eventlog::kurrentdb::KurrentDbLog::connect(url).await?,
     ))
 }
 

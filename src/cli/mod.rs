@@ -1,6 +1,7 @@
 //! The `sphere` command line.
 
 pub mod log;
+pub mod migrate;
 pub mod rebuild;
 pub mod serve;
 
@@ -35,6 +36,8 @@ pub enum Command {
     Rebuild(rebuild::RebuildArgs),
     /// Inspect the event log (for operators and auditors).
     Log(log::LogArgs),
+    /// Copy one event log into another (sqlite:DIR -> kurrentdb://...), resumable, verified.
+    Migrate(migrate::MigrateArgs),
 }
 
 impl Cli {
