@@ -6,6 +6,7 @@
 //! model testable with a plain list of events, and lets the same code run against either log.
 
 pub mod stats;
+pub mod token_status;
 
 use sphere_domain::envelope::{Position, RecordedEvent};
 
