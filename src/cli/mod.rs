@@ -38,6 +38,10 @@ pub enum Command {
     Log(log::LogArgs),
     /// Copy one event log into another (sqlite:DIR -> kurrentdb://...), resumable, verified.
     Migrate(migrate::MigrateArgs),
+    /// Register and manage SMART apps.
+    Apps(crate::smart::cli::AppsArgs),
+    /// Manage the user directory (patients and practitioners who sign in).
+    Users(crate::smart::cli::UsersArgs),
 }
 
 impl Cli {

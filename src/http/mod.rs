@@ -22,6 +22,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(method_path)
         .and(
             health::routes(app.clone())
+                .or(crate::smart::routes(app.clone()))
+                .unify()
                 .or(crate::fhir::routes(app))
                 .unify()
                 .recover(recover)
