@@ -3,8 +3,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sphere_projections::search_index::{SearchIndex, SearchIndexProjection};
 use sphere_projections::stats::{LogStatistics, StatsProjection};
-use sphere_projections::token_status::TokenStatusProjection;
 
 use crate::config::Config;
 use crate::eventlog::sqlite::SqliteLog;
@@ -17,16 +17,14 @@ pub enum StartError {
     Log(#[from] EventLogError),
     #[error(transparent)]
     Projection(#[from] sphere_projections::ProjectionError),
-    #[error(transparent)]
-    Keys(#[from] crate::smart::KeyError),
 }
 
 pub struct App {
     pub config: Config,
     pub log: Arc<dyn EventLog>,
     pub stats: Arc<RwLock<LogStatistics>>,
-    /// The SMART authorization server's keys and token-status view.
-    pub smart: Arc<crate::smart::Smart>,
+    /// The FHIR search index (read side); searches wait for it with `wait_for_projections`.
+    pub search: SearchIndex,
     projections: Vec<ProjectionHandle>,
 }
 
@@ -51,21 +49,19 @@ impl App {
         let log = open_log(&config).await?;
         let stats = StatsProjection::open(&projection::projections_dir(&config.data_dir))?;
         let stats_view = stats.view();
-        let token_status = TokenStatusProjection::new();
-        let token_status_view = token_status.view();
-        let token_status_handle = runner::spawn(log.clone(), token_status);
-        let smart = Arc::new(crate::smart::Smart::new(
-            &config,
-            token_status_view,
-            token_status_handle.clone(),
-        )?);
-        crate::smart::bearer::install(&smart);
-        let projections = vec![runner::spawn(log.clone(), stats), token_status_handle];
+        let search = SearchIndexProjection::open(
+            &projection::search_dir(&config.data_dir),
+            &config.fhir_base_url(),
+        )?;
+        let search_view = search.handle();
+        let search_handle = runner::spawn(log.clone(), search);
+        let mut projections = vec![runner::spawn(log.clone(), stats)];
+        projections.push(search_handle);
         Ok(Arc::new(Self {
             config,
             log,
             stats: stats_view,
-            smart,
+            search: search_view,
             projections,
         }))
     }

@@ -15,6 +15,7 @@ pub mod format;
 pub mod interactions;
 pub mod outcome;
 pub mod request;
+pub mod search;
 pub mod store;
 
 use std::sync::Arc;
@@ -96,10 +97,13 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         )
         .and(warp::header::headers_cloned())
         .map(|headers: HeaderMap| preflight(&headers));
-    // The search module takes whatever `classify` left alone:
-    // `.or(search::routes(app.clone())).unify()` goes here once `src/fhir/search/` lands.
-    let _ = &app;
-    preflight.or(interactions).unify().boxed()
+    // The search module takes whatever `classify` left alone.
+    preflight
+        .or(interactions)
+        .unify()
+        .or(search::routes(app))
+        .unify()
+        .boxed()
 }
 
 async fn handle<S, B>(

@@ -24,7 +24,9 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::{Projection, ProjectionError};
 
 pub use schema::Fields;
-pub use snapshot::{Hit, SearchIndexError, Snapshot, SortKey, StoredResource};
+/// Where a hit lives in the index (re-exported so callers need no tantivy dependency).
+pub use tantivy::DocAddress;
+pub use snapshot::{order_hits, Hit, SearchIndexError, Snapshot, SortKey, StoredResource};
 
 /// Memory tantivy may buffer before it writes a segment (more: fewer, larger segments while
 /// rebuilding).
