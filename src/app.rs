@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sphere_projections::search_index::{SearchIndex, SearchIndexProjection};
 use sphere_projections::stats::{LogStatistics, StatsProjection};
+use sphere_projections::token_status::TokenStatusProjection;
 
 use crate::config::Config;
 use crate::eventlog::sqlite::SqliteLog;
@@ -17,6 +18,8 @@ pub enum StartError {
     Log(#[from] EventLogError),
     #[error(transparent)]
     Projection(#[from] sphere_projections::ProjectionError),
+    #[error(transparent)]
+    Keys(#[from] crate::smart::KeyError),
 }
 
 pub struct App {
@@ -25,6 +28,8 @@ pub struct App {
     pub stats: Arc<RwLock<LogStatistics>>,
     /// The FHIR search index (read side); searches wait for it with `wait_for_projections`.
     pub search: SearchIndex,
+    /// The SMART authorization server's keys and token-status view.
+    pub smart: Arc<crate::smart::Smart>,
     projections: Vec<ProjectionHandle>,
 }
 
@@ -55,13 +60,23 @@ impl App {
         )?;
         let search_view = search.handle();
         let search_handle = runner::spawn(log.clone(), search);
-        let mut projections = vec![runner::spawn(log.clone(), stats)];
+        let token_status = TokenStatusProjection::new();
+        let token_status_view = token_status.view();
+        let token_status_handle = runner::spawn(log.clone(), token_status);
+        let smart = Arc::new(crate::smart::Smart::new(
+            &config,
+            token_status_view,
+            token_status_handle.clone(),
+        )?);
+        crate::smart::bearer::install(&smart);
+        let mut projections = vec![runner::spawn(log.clone(), stats), token_status_handle];
         projections.push(search_handle);
         Ok(Arc::new(Self {
             config,
             log,
             stats: stats_view,
             search: search_view,
+            smart,
             projections,
         }))
     }
