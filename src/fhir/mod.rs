@@ -164,9 +164,15 @@ where
     };
     let mut http = render(response, format, &base, head_only);
     if http.status() == StatusCode::UNAUTHORIZED {
+        // RFC 6750 3.1: a presented token that failed validation is `invalid_token`.
+        let challenge = if headers.contains_key(warp::http::header::AUTHORIZATION) {
+            "Bearer realm=\"sphere\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"sphere\""
+        };
         http.headers_mut().insert(
             warp::http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"sphere\""),
+            HeaderValue::from_static(challenge),
         );
     }
     http

@@ -119,6 +119,25 @@ impl AccessPolicy for SmartPolicy {
     }
 }
 
+/// The policy of a request without any credentials: it may read the CapabilityStatement (and
+/// `$validate`), everything else is 401.
+pub struct Anonymous;
+
+impl AccessPolicy for Anonymous {
+    fn check(
+        &self,
+        _ctx: &AccessContext,
+        interaction: Interaction,
+        _resource_type: Option<&str>,
+        _resource: Option<&Value>,
+    ) -> Result<(), Denied> {
+        match interaction {
+            Interaction::Capabilities | Interaction::Validate => Ok(()),
+            _ => Err(Denied::Unauthenticated("a bearer token is required".into())),
+        }
+    }
+}
+
 /// The access context for a validated token.
 pub fn context_for(token: AccessToken) -> AccessContext {
     let policy = Arc::new(SmartPolicy {
@@ -140,6 +159,12 @@ pub fn context_for(token: AccessToken) -> AccessContext {
 pub fn access_context(smart: &Smart, authorization: Option<&str>) -> Result<AccessContext, Denied> {
     match smart.validate_bearer(authorization) {
         Ok(token) => Ok(context_for(token)),
+        Err(BearerError::Missing) if authorization.is_none() => Ok(AccessContext::new(
+            Actor::default(),
+            Vec::new(),
+            None,
+            Arc::new(Anonymous),
+        )),
         Err(BearerError::RateLimited(seconds)) => Err(Denied::Forbidden(format!(
             "too_many_requests: retry after {seconds} s"
         ))),
