@@ -31,7 +31,10 @@ pub struct SearchRequest {
 }
 
 /// Drops the resources `access` may not see (the operator sees everything).
-pub(super) fn allowed(access: &AccessContext, resources: Vec<StoredResource>) -> Vec<StoredResource> {
+pub(super) fn allowed(
+    access: &AccessContext,
+    resources: Vec<StoredResource>,
+) -> Vec<StoredResource> {
     if access.is_operator() {
         return resources;
     }
@@ -79,7 +82,9 @@ fn key_from_json(v: &Value) -> Option<SortKey> {
     if let Some(f) = v.get("f") {
         return f.as_f64().map(SortKey::Float);
     }
-    v.get("s").and_then(Value::as_str).map(|s| SortKey::Str(s.to_owned()))
+    v.get("s")
+        .and_then(Value::as_str)
+        .map(|s| SortKey::Str(s.to_owned()))
 }
 
 impl Cursor {
@@ -105,7 +110,11 @@ impl Cursor {
         Ok(Cursor {
             before: v.get("b").and_then(Value::as_bool).unwrap_or(false),
             keys,
-            id: v.get("i").and_then(Value::as_str).ok_or_else(bad)?.to_owned(),
+            id: v
+                .get("i")
+                .and_then(Value::as_str)
+                .ok_or_else(bad)?
+                .to_owned(),
         })
     }
 }
@@ -142,7 +151,12 @@ pub(super) fn page_bounds(
     }
 }
 
-pub(super) fn link_url(base: &str, path: &str, pairs: &[(String, String)], cursor: Option<&str>) -> String {
+pub(super) fn link_url(
+    base: &str,
+    path: &str,
+    pairs: &[(String, String)],
+    cursor: Option<&str>,
+) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         if k != "_cursor" {
@@ -197,7 +211,9 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<By
         Some(p) => format!("Patient/{p}/{}", q.resource_type),
         None => q.resource_type.clone(),
     };
-    let mut links = vec![json!({"relation": "self", "url": link_url(&request.link_base, &path, &request.pairs, q.cursor.as_deref())})];
+    let mut links = vec![
+        json!({"relation": "self", "url": link_url(&request.link_base, &path, &request.pairs, q.cursor.as_deref())}),
+    ];
     if end < hits.len() && count > 0 {
         if let Some(last) = page.last() {
             let c = Cursor {
@@ -228,19 +244,23 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<By
     out.push_str(&Value::Array(links).to_string());
     out.push_str(r#","entry":["#);
     let mut first = true;
-    let mut push_entry = |out: &mut String, r: &StoredResource, mode: &str| -> Result<(), SearchError> {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&format!(
-            r#"{{"fullUrl":{},"resource":"#,
-            Value::String(format!("{}/{}/{}", request.link_base, r.resource_type, r.id))
-        ));
-        write_resource(out, r, q)?;
-        out.push_str(&format!(r#","search":{{"mode":"{mode}"}}}}"#));
-        Ok(())
-    };
+    let mut push_entry =
+        |out: &mut String, r: &StoredResource, mode: &str| -> Result<(), SearchError> {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(&format!(
+                r#"{{"fullUrl":{},"resource":"#,
+                Value::String(format!(
+                    "{}/{}/{}",
+                    request.link_base, r.resource_type, r.id
+                ))
+            ));
+            write_resource(out, r, q)?;
+            out.push_str(&format!(r#","search":{{"mode":"{mode}"}}}}"#));
+            Ok(())
+        };
     for r in &matches {
         push_entry(&mut out, r, "match")?;
     }
@@ -266,7 +286,11 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<By
 }
 
 /// Writes the resource as stored, or its `_summary`/`_elements` subset.
-fn write_resource(out: &mut String, r: &StoredResource, q: &SearchQuery) -> Result<(), SearchError> {
+fn write_resource(
+    out: &mut String,
+    r: &StoredResource,
+    q: &SearchQuery,
+) -> Result<(), SearchError> {
     let subset = !q.elements.is_empty()
         || matches!(
             q.summary,
@@ -281,7 +305,9 @@ fn write_resource(out: &mut String, r: &StoredResource, q: &SearchQuery) -> Resu
     let Value::Object(full) = serde_json::from_str::<Value>(text)
         .map_err(|e| SearchError::Internal(format!("stored resource is not JSON: {e}")))?
     else {
-        return Err(SearchError::Internal("stored resource is not an object".into()));
+        return Err(SearchError::Internal(
+            "stored resource is not an object".into(),
+        ));
     };
     let keep = |k: &str| -> bool {
         if matches!(k, "resourceType" | "id" | "meta") {
@@ -314,7 +340,13 @@ fn write_resource(out: &mut String, r: &StoredResource, q: &SearchQuery) -> Resu
 }
 
 /// `Type/id` of every local reference `code` (every reference parameter when None) finds.
-fn references_of(resource_type: &str, json: &Value, code: Option<&str>, target: Option<&str>, base: &str) -> Vec<(String, String)> {
+fn references_of(
+    resource_type: &str,
+    json: &Value,
+    code: Option<&str>,
+    target: Option<&str>,
+    base: &str,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for def in search_parameters(resource_type) {
         if def.param_type != SearchParamType::Reference || code.is_some_and(|c| c != def.code) {
@@ -361,10 +393,20 @@ fn resolve_includes(
                 if spec.source_type != "*" && spec.source_type != r.resource_type {
                     continue;
                 }
-                if spec.param.as_deref().is_some_and(|p| search_parameter(&r.resource_type, p).is_none()) {
+                if spec
+                    .param
+                    .as_deref()
+                    .is_some_and(|p| search_parameter(&r.resource_type, p).is_none())
+                {
                     continue;
                 }
-                for key in references_of(&r.resource_type, &json, spec.param.as_deref(), spec.target_type.as_deref(), base) {
+                for key in references_of(
+                    &r.resource_type,
+                    &json,
+                    spec.param.as_deref(),
+                    spec.target_type.as_deref(),
+                    base,
+                ) {
                     if seen.insert(key.clone()) {
                         if let Some(found) = snapshot.get(&key.0, &key.1)? {
                             next.push(found);

@@ -35,7 +35,9 @@ pub(super) async fn everything(
             "_since" => {
                 since = Some(
                     search_value::parse_date(v)
-                        .ok_or_else(|| SearchError::BadRequest(format!("_since={v:?} is not an instant")))?
+                        .ok_or_else(|| {
+                            SearchError::BadRequest(format!("_since={v:?} is not an instant"))
+                        })?
                         .low,
                 )
             }
@@ -55,7 +57,17 @@ pub(super) async fn everything(
     let patient = patient.to_owned();
     let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
-        run(&index, &ctx, &patient, &types, since, count, cursor.as_deref(), &base, &pairs)
+        run(
+            &index,
+            &ctx,
+            &patient,
+            &types,
+            since,
+            count,
+            cursor.as_deref(),
+            &base,
+            &pairs,
+        )
     })
     .await
     .map_err(|e| SearchError::Internal(e.to_string()))?
@@ -75,7 +87,9 @@ fn run(
 ) -> Result<Bytes, SearchError> {
     let snapshot = index.snapshot();
     if snapshot.get("Patient", patient)?.is_none() {
-        return Err(SearchError::NotFound(format!("Patient/{patient} is not known")));
+        return Err(SearchError::NotFound(format!(
+            "Patient/{patient} is not known"
+        )));
     }
     let hits = snapshot.compartment(patient, types, since)?;
     let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
@@ -89,7 +103,9 @@ fn run(
     }
     // Referenced resources outside the compartment (never other patients' records).
     for (t, id) in referenced {
-        if sphere_domain::fhir::in_patient_compartment(&t) || keys.contains(&(t.clone(), id.clone())) {
+        if sphere_domain::fhir::in_patient_compartment(&t)
+            || keys.contains(&(t.clone(), id.clone()))
+        {
             continue;
         }
         if !types.is_empty() && !types.contains(&t) {
@@ -124,16 +140,18 @@ fn run(
         all.len(),
         Value::Array(links)
     ));
-    for (i, (t, id)) in all[start..end].iter().enumerate() {
+    let mut first = true;
+    for (t, id) in &all[start..end] {
         let Some(r) = snapshot.get(t, id)? else {
             continue;
         };
         let Some(r) = super::bundle::allowed(ctx, vec![r]).pop() else {
             continue;
         };
-        if i > 0 {
+        if !first {
             out.push(',');
         }
+        first = false;
         let text = std::str::from_utf8(&r.json)
             .map_err(|e| SearchError::Internal(format!("stored resource is not UTF-8: {e}")))?;
         out.push_str(&format!(
@@ -151,8 +169,9 @@ fn collect_references(value: &Value, base: &str, out: &mut BTreeSet<(String, Str
         Value::Object(obj) => {
             for (k, v) in obj {
                 if k == "reference" {
-                    if let Some(RefTarget::Local { resource_type, id }) =
-                        v.as_str().and_then(|r| search_value::parse_reference(r, base))
+                    if let Some(RefTarget::Local { resource_type, id }) = v
+                        .as_str()
+                        .and_then(|r| search_value::parse_reference(r, base))
                     {
                         out.insert((resource_type, id));
                     }

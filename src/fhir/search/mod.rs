@@ -103,8 +103,8 @@ impl SearchError {
 }
 
 fn fhir_json(status: StatusCode, body: Bytes) -> warp::reply::Response {
-    let mut response = warp::reply::with_status(warp::reply::Response::new(body.into()), status)
-        .into_response();
+    let mut response =
+        warp::reply::with_status(warp::reply::Response::new(body.into()), status).into_response();
     response.headers_mut().insert(
         warp::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/fhir+json;charset=utf-8"),
@@ -167,7 +167,9 @@ pub(crate) async fn wait_for_index(app: &App) -> Result<(), SearchError> {
     Ok(())
 }
 
-fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
+fn with_app(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || app.clone())
 }
 
