@@ -1133,3 +1133,158 @@ async fn operators_manage_apps_from_the_cli_while_the_server_runs() {
     let log = cli(&server, &["log", "read", &format!("app-{client_id}")]);
     assert!(!log.contains(&secret) && !log.contains(rotated["client_secret"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn ehr_launch_carries_patient_encounter_and_style_into_the_token() {
+    let server = Server::start();
+    let redirect_uri = "https://ehr-app.example/cb";
+    let scope = "launch openid fhirUser offline_access patient/Patient.rs";
+    let app = register(&server, json!({
+        "client_name": "EHR app", "redirect_uris": [redirect_uri], "token_endpoint_auth_method": "client_secret_post",
+        "scope": scope, "launch_uri": "https://ehr-app.example/launch",
+    })).await;
+    let client_id = app["client_id"].as_str().unwrap().to_owned();
+    let secret = app["client_secret"].as_str().unwrap().to_owned();
+    add_user(&server, "drsmith", &["--practitioner", "pr1"]).await;
+    wait_for_user(&server, &client_id, redirect_uri, "drsmith").await;
+    // Patients may not create launches; the practitioner may.
+    let r = server
+        .client()
+        .post(server.url("/auth/launch"))
+        .basic_auth("drsmith", Some("password-123"))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("patient", "p5"),
+            ("encounter", "e9"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let launch: Value = r.json().await.unwrap();
+    let launch_url = url::Url::parse(launch["launch_url"].as_str().unwrap()).unwrap();
+    let q: HashMap<String, String> = launch_url.query_pairs().into_owned().collect();
+    assert_eq!(q["iss"], format!("{}/fhir/r4", server.base));
+    let launch_id = q["launch"].clone();
+
+    let (verifier, challenge) = pkce();
+    let browser = no_redirects(&server);
+    // POST to authorize works as GET does (authorize-post).
+    let page = browser
+        .post(server.url("/auth/authorize"))
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", &client_id),
+            ("redirect_uri", redirect_uri),
+            ("scope", scope),
+            ("state", "ehr"),
+            ("aud", &q["iss"]),
+            ("launch", &launch_id),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (txn, csrf) = (hidden(&page, "txn"), hidden(&page, "csrf"));
+    let r = browser
+        .post(server.url("/auth/login"))
+        .form(&[
+            ("txn", txn.as_str()),
+            ("csrf", csrf.as_str()),
+            ("username", "drsmith"),
+            ("password", "password-123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut form = vec![
+        ("txn", txn.as_str()),
+        ("csrf", csrf.as_str()),
+        ("decision", "allow"),
+    ];
+    form.extend(scope.split(' ').map(|s| ("scope", s)));
+    let r = browser
+        .post(server.url("/auth/consent"))
+        .header("cookie", &cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let back = query_of(r.headers()["location"].to_str().unwrap());
+    let (status, body, _) = token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["patient"], "p5");
+    assert_eq!(body["encounter"], "e9");
+    assert_eq!(body["scope"], scope);
+    assert!(body["need_patient_banner"].is_boolean());
+    assert!(body["fhirContext"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c.is_object()));
+    let style = server
+        .client()
+        .get(body["smart_style_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(style.status(), 200);
+    style.json::<Value>().await.unwrap();
+    // The practitioner's grants page lists the app, and revoking it there ends the refresh token.
+    let page = browser
+        .get(server.url("/auth/grants"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("EHR app"), "{page}");
+    let r = browser
+        .post(server.url("/auth/grants/revoke"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("grant_id", hidden(&page, "grant_id").as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (status, _, _) = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", body["refresh_token"].as_str().unwrap()),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+}

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use sphere_domain::smart::events::{self as ev, CodeIssued, LaunchContext};
+use sphere_domain::smart::events::{self as ev, CodeIssued};
 use sphere_domain::smart::scope::{Scope, ScopeSet};
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode};
@@ -75,7 +75,7 @@ fn fail(f: Failure) -> warp::reply::Response {
 fn validate(smart: &Smart, pairs: &[(String, String)]) -> Result<Pending, Failure> {
     let page = |m: &str| Failure::Page(m.to_owned());
     let client_id = single(pairs, "client_id")
-        .map_err(|m| Failure::Page(m))?
+        .map_err(Failure::Page)?
         .ok_or_else(|| page("The request names no app (client_id is missing)."))?;
     let app = smart
         .status()
@@ -87,7 +87,7 @@ fn validate(smart: &Smart, pairs: &[(String, String)]) -> Result<Pending, Failur
         return Err(page("The app is not approved or has been suspended."));
     }
     let registered = &app.registration.redirect_uris;
-    let redirect_uri = match single(pairs, "redirect_uri").map_err(|m| Failure::Page(m))? {
+    let redirect_uri = match single(pairs, "redirect_uri").map_err(Failure::Page)? {
         Some(uri) if registered.iter().any(|r| r == uri) => uri.to_owned(),
         Some(_) => return Err(page("The redirect_uri is not one the app registered.")),
         None if registered.len() == 1 => registered[0].clone(),
@@ -466,7 +466,7 @@ async fn consent_post(
         scope: granted.to_string(),
         code_challenge: pending.code_challenge.clone(),
         nonce: pending.nonce.clone(),
-        context: LaunchContext { ..context },
+        context,
         expires_ms: now_ms() + CODE_TTL_MS,
     };
     let event = match NewEvent::json(ev::CODE_ISSUED, &issued) {

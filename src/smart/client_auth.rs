@@ -49,9 +49,7 @@ struct AssertionClaims {
 }
 
 fn basic(header: &str) -> Option<(String, String)> {
-    let encoded = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))?;
+    let encoded = header.get(6..)?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
@@ -88,7 +86,7 @@ pub async fn authenticate(
         Ok(app)
     };
     if let Some(header) =
-        authorization.filter(|h| h.len() > 6 && h[..6].eq_ignore_ascii_case("basic "))
+        authorization.filter(|h| h.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")))
     {
         let (id, secret) = basic(header).ok_or_else(|| {
             let mut e = OAuthError::invalid_client("malformed Basic credentials");
