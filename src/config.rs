@@ -53,6 +53,9 @@ pub struct Config {
     pub eventstore: EventStoreConfig,
     pub http: HttpConfig,
     pub smart: SmartConfig,
+    /// Bulk Data export; every key has a default, so the section may be left out.
+    #[serde(default)]
+    pub bulk: crate::bulk::BulkConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
