@@ -243,7 +243,7 @@ impl Snapshot {
         };
         let terms: Vec<Term> = codes
             .iter()
-            .flat_map(|c| targets.iter().map(move |t| self.term_of(*c, t)))
+            .flat_map(|c| targets.iter().map(move |t| self.term_of(c, t)))
             .collect();
         let q = BooleanQuery::new(vec![
             (Occur::Must, self.type_query(source_type)),
