@@ -15,70 +15,94 @@ use support::Server;
 
 const FHIR_JSON: &str = "application/fhir+json";
 
-/// A backend-services client (private_key_jwt, ES384) with `scope`, and a client whose
-/// every request carries its access token.
+/// A registered backend-services app (private_key_jwt, ES384).
+struct BackendApp {
+    key: EncodingKey,
+    client_id: String,
+    scope: String,
+}
+
+const KID: &str = "bulk-test-key";
+
+impl BackendApp {
+    async fn register(server: &Server, scope: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
+        let key = EncodingKey::from_ec_der(&pair.serialize_der());
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES384).expect("jwk");
+        jwk.common.key_id = Some(KID.into());
+        let r = server
+            .client()
+            .post(server.url("/auth/register"))
+            .json(&json!({
+                "client_name": "Bulk test", "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "jwks": {"keys": [jwk]}, "scope": scope,
+            }))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let app: Value = r.json().await.expect("registration JSON");
+        Self {
+            key,
+            client_id: app["client_id"].as_str().expect("client_id").to_owned(),
+            scope: scope.to_owned(),
+        }
+    }
+
+    /// A fresh access token, and a client whose every request carries it.
+    async fn client(&self, server: &Server) -> Client {
+        let token_url = format!("{}/auth/token", server.base);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let mut header = Header::new(Algorithm::ES384);
+        header.kid = Some(KID.into());
+        let id = &self.client_id;
+        let assertion = jsonwebtoken::encode(
+            &header,
+            &json!({"iss": id, "sub": id, "aud": token_url, "exp": now + 240,
+                    "jti": uuid::Uuid::new_v4().to_string()}),
+            &self.key,
+        )
+        .expect("assertion");
+        let r = server
+            .client()
+            .post(&token_url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", &self.scope),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion),
+            ])
+            .send()
+            .await
+            .expect("token");
+        assert_eq!(r.status(), StatusCode::OK);
+        let token: Value = r.json().await.expect("token JSON");
+        let bearer = format!("Bearer {}", token["access_token"].as_str().expect("token"));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&bearer).expect("header"),
+        );
+        server
+            .client_builder()
+            .default_headers(headers)
+            .build()
+            .expect("client")
+    }
+}
+
 async fn backend_client(server: &Server, scope: &str) -> Client {
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
-    let key = EncodingKey::from_ec_der(&pair.serialize_der());
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES384).expect("jwk");
-    let kid = "bulk-test-key";
-    jwk.common.key_id = Some(kid.into());
-    let r = server
-        .client()
-        .post(server.url("/auth/register"))
-        .json(&json!({
-            "client_name": "Bulk test", "grant_types": ["client_credentials"],
-            "token_endpoint_auth_method": "private_key_jwt",
-            "jwks": {"keys": [jwk]}, "scope": scope,
-        }))
-        .send()
+    BackendApp::register(server, scope)
         .await
-        .expect("register");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let app: Value = r.json().await.expect("registration JSON");
-    let client_id = app["client_id"].as_str().expect("client_id");
-    let token_url = format!("{}/auth/token", server.base);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let mut header = Header::new(Algorithm::ES384);
-    header.kid = Some(kid.into());
-    let assertion = jsonwebtoken::encode(
-        &header,
-        &json!({"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 240,
-                "jti": uuid::Uuid::new_v4().to_string()}),
-        &key,
-    )
-    .expect("assertion");
-    let r = server
-        .client()
-        .post(&token_url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", scope),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", &assertion),
-        ])
-        .send()
+        .client(server)
         .await
-        .expect("token");
-    assert_eq!(r.status(), StatusCode::OK);
-    let token: Value = r.json().await.expect("token JSON");
-    let bearer = format!("Bearer {}", token["access_token"].as_str().expect("token"));
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        AUTHORIZATION,
-        HeaderValue::from_str(&bearer).expect("header"),
-    );
-    server
-        .client_builder()
-        .default_headers(headers)
-        .build()
-        .expect("client")
 }
 
 const SCOPE: &str = "system/*.cruds";
@@ -465,21 +489,22 @@ async fn a_since_export_holds_exactly_the_changes_and_the_deletions_after_the_fi
 }
 
 #[tokio::test]
-#[ignore = "access tokens do not survive a restart yet (SMART): needs a fresh token for the same client"]
 async fn completed_exports_survive_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start_in(dir.path(), &[], &[]);
-    let client = backend_client(&server, SCOPE).await;
+    let app = BackendApp::register(&server, SCOPE).await;
+    let client = app.client(&server).await;
     seed(&client, &server).await;
     let status = kickoff(&client, &server, "/fhir/r4/Group/g1/$export").await;
     let manifest = wait_for_manifest(&client, &status).await;
     assert!(server.terminate().success());
 
-    // The same client and token (the data directory keeps the keys and the certificate).
     let server = Server::start_in(dir.path(), &[], &[]);
+    let client = app.client(&server).await;
     // The port changed; the job id did not.
     let job = status.rsplit('/').next().expect("job id");
     let status = server.url(&format!("/fhir/r4/bulk/status/{job}"));
     let again = wait_for_manifest(&client, &status).await;
     assert_eq!(again["transactionTime"], manifest["transactionTime"]);
+    assert_eq!(again["output"], manifest["output"]);
 }

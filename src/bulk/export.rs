@@ -120,8 +120,21 @@ fn patient_reference(value: &Value) -> Option<&str> {
     (parts.next()? == "Patient").then_some(id)
 }
 
+/// Up to this many types, the log read filters by category; beyond, it reads every event in
+/// position order and filters here. SQLite answers a long `category IN (...)` through the
+/// category index and sorts each page, which made every page cost the whole window.
+const MAX_FILTERED_CATEGORIES: usize = 4;
+
 /// The resource types an export reads, and the log filter selecting their events.
 fn scope(req: &ExportRequested) -> (Option<HashSet<String>>, EventFilter) {
+    let (types, filter) = scope_types(req);
+    match &types {
+        Some(t) if t.len() <= MAX_FILTERED_CATEGORIES => (types, filter),
+        _ => (types, EventFilter::all()),
+    }
+}
+
+fn scope_types(req: &ExportRequested) -> (Option<HashSet<String>>, EventFilter) {
     let compartment_only = req.level != ExportLevel::System || !req.patients.is_empty();
     if !req.types.is_empty() {
         let types: HashSet<String> = req
