@@ -50,9 +50,22 @@ async fn main() {
     let routes = sphere::http::routes(app.clone());
     let token_url = format!("{}/auth/token", app.config.base_url());
 
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
-    let key = EncodingKey::from_ec_der(&pair.serialize_der());
-    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES384).expect("jwk");
+    // An RS384 client (SMART allows RS384 or ES384; set SMART_BENCH_ES384=1 for the other).
+    let es384 = std::env::var("SMART_BENCH_ES384").is_ok();
+    let alg = if es384 {
+        Algorithm::ES384
+    } else {
+        Algorithm::RS384
+    };
+    let key = if es384 {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
+        EncodingKey::from_ec_der(&pair.serialize_der())
+    } else {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("key");
+        let der = pair.serialize_der();
+        EncodingKey::from_rsa_der(sphere::smart::keys::pkcs8_private_key(&der).expect("PKCS#8"))
+    };
+    let mut jwk = Jwk::from_encoding_key(&key, alg).expect("jwk");
     jwk.common.key_id = Some("bench".into());
     let (status, body) = call(
         &routes,
@@ -74,7 +87,7 @@ async fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let mut header = Header::new(Algorithm::ES384);
+    let mut header = Header::new(alg);
     header.kid = Some("bench".into());
     // Assertions are signed before the clock starts: the client's signing is not the server's cost.
     let forms: Vec<String> = (0..tokens)
@@ -127,7 +140,7 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     println!(
-        "client_credentials issue: {tokens} tokens in {:.2} s = {:.0}/s ({concurrency} concurrent)",
+        "client_credentials issue ({alg:?} assertions): {tokens} tokens in {:.2} s = {:.0}/s ({concurrency} concurrent)",
         elapsed.as_secs_f64(),
         tokens as f64 / elapsed.as_secs_f64()
     );

@@ -504,7 +504,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let get = warp::get()
         .and(warp::path!("auth" / "authorize"))
         .and(with_app.clone())
-        .and(query.clone())
+        .and(query)
         .and(cookie)
         .then(authorize);
     let post = warp::post()

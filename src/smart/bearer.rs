@@ -9,6 +9,10 @@ use sphere_domain::smart::scope::ScopeSet;
 use crate::smart::token::AccessClaims;
 use crate::smart::Smart;
 
+/// Most verified tokens remembered; past it the memory starts over (a miss costs one
+/// signature check, never a wrong answer).
+const VERIFIED_CACHE: usize = 20_000;
+
 /// A validated access token and what it grants.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
@@ -66,9 +70,35 @@ impl Smart {
     }
 
     /// Validates the bearer token of a request: signature, claims, revocation, rate limit.
+    ///
+    /// A token whose signature and claims passed once is remembered (bounded), so the hot
+    /// path re-checks only expiry and revocation: the RSA verification is most of the cost
+    /// of a token check, and an app sends the same token for an hour.
     pub fn validate_bearer(&self, authorization: Option<&str>) -> Result<AccessToken, BearerError> {
         let token = bearer_of(authorization).ok_or(BearerError::Missing)?;
-        let claims = self.decode_access(token)?;
+        let cached = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|m| m.get(token).cloned());
+        let claims = match cached {
+            Some(claims) => {
+                if claims.exp <= crate::smart::now_ms() / 1000 {
+                    return Err(BearerError::Expired);
+                }
+                claims
+            }
+            None => {
+                let claims = self.decode_access(token)?;
+                if let Ok(mut m) = self.verified.lock() {
+                    if m.len() >= VERIFIED_CACHE {
+                        m.clear();
+                    }
+                    m.insert(token.to_owned(), claims.clone());
+                }
+                claims
+            }
+        };
         let (username, fhir_user) = {
             let status = self.status();
             let grant = status

@@ -211,10 +211,17 @@ fn verify_assertion(
         .clone()
         .and_then(|j| serde_json::from_value(j).ok())
         .ok_or_else(|| bad("the client has no registered keys"))?;
-    let family_ok = |jwk: &jsonwebtoken::jwk::Jwk| match (&jwk.algorithm, header.alg) {
-        (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), Algorithm::RS384) => true,
-        (jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_), Algorithm::ES384) => true,
-        _ => false,
+    let family_ok = |jwk: &jsonwebtoken::jwk::Jwk| {
+        matches!(
+            (&jwk.algorithm, header.alg),
+            (
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_),
+                Algorithm::RS384
+            ) | (
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_),
+                Algorithm::ES384
+            )
+        )
     };
     let candidates: Vec<&jsonwebtoken::jwk::Jwk> = match &header.kid {
         Some(kid) => jwks

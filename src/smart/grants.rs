@@ -89,7 +89,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let get = warp::get()
         .and(warp::path!("auth" / "grants"))
         .and(with_app.clone())
-        .and(cookie.clone())
+        .and(cookie)
         .then(show);
     let post = warp::post()
         .and(warp::path!("auth" / "grants" / "revoke"))

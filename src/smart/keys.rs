@@ -144,7 +144,8 @@ fn read_or_generate(
 
 /// The `privateKey` OCTET STRING of a PKCS#8 PrivateKeyInfo (RFC 5208):
 /// SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING privateKey, ... }.
-fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
+/// For an RSA key that is the PKCS#1 RSAPrivateKey jsonwebtoken's aws-lc backend wants.
+pub fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
     let (tag, body, _) = der_element(der)?;
     if tag != 0x30 {
         return None;

@@ -49,6 +49,8 @@ pub struct Smart {
     status_handle: ProjectionHandle,
     pub sessions: session::Sessions,
     pub secrets: client_auth::VerifiedSecrets,
+    /// Access tokens whose signature and claims were verified, by token text.
+    verified: std::sync::Mutex<std::collections::HashMap<String, token::AccessClaims>>,
     limiter: DefaultKeyedRateLimiter<String>,
     issuer: String,
     fhir_base: String,
@@ -73,6 +75,7 @@ impl Smart {
             status_handle,
             sessions: session::Sessions::default(),
             secrets: client_auth::VerifiedSecrets::default(),
+            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             issuer: config.base_url(),
             fhir_base: config.fhir_base_url(),
