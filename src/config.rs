@@ -181,10 +181,8 @@ impl Config {
                 self.listen
             ));
         }
-        if !self.public_base_url.is_empty()
-            && !(self.public_base_url.starts_with("https://")
-                || self.public_base_url.starts_with("http://"))
-        {
+        let base = &self.public_base_url;
+        if !base.is_empty() && !base.starts_with("https://") && !base.starts_with("http://") {
             problems.push(format!(
                 "public_base_url = {:?} must start with https:// (or http:// behind a proxy)",
                 self.public_base_url

@@ -86,6 +86,9 @@ pub enum StreamStart {
 }
 
 /// A message of a catch-up subscription.
+// `CaughtUp` comes once per subscription and events by the million: boxing events to shrink
+// the rare variant would cost an allocation per event on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionMessage {
     Event(RecordedEvent),
