@@ -51,6 +51,13 @@ pub struct Summary {
 }
 
 impl Summary {
+    fn merge(&mut self, other: Summary) {
+        self.resources += other.resources;
+        for (resource_type, n) in other.by_type {
+            *self.by_type.entry(resource_type).or_insert(0) += n;
+        }
+    }
+
     fn count(&mut self, resource: &Value) {
         let resource_type = resource["resourceType"].as_str().unwrap_or("unknown");
         self.resources += 1;
@@ -63,6 +70,9 @@ impl Summary {
 }
 
 /// Generates the population described by `config` into `out_dir` (created if missing).
+///
+/// Patients are generated and serialized on all cores and written in index order, so the files
+/// are byte for byte the same whatever the number of threads.
 pub fn write_output(
     config: &GenerateConfig,
     out_dir: &Path,
@@ -80,46 +90,116 @@ pub fn write_output(
     Ok(summary)
 }
 
+/// Resources of one type from one patient, as NDJSON lines.
+struct Lines {
+    resource_type: String,
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+/// Runs `produce` for every patient index on a few worker threads and hands the results to
+/// `consume` in index order. Work goes out in small batches so memory stays bounded.
+fn for_each_patient<T: Send>(
+    config: &GenerateConfig,
+    produce: impl Fn(u32) -> io::Result<T> + Sync,
+    mut consume: impl FnMut(u32, T) -> io::Result<()>,
+) -> io::Result<()> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8)) as u32;
+    let batch = workers * 8;
+    let produce = &produce;
+    let mut start = 0;
+    while start < config.patients {
+        let end = start.saturating_add(batch).min(config.patients);
+        let mut results: Vec<(u32, io::Result<T>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    scope.spawn(move || {
+                        (start + w..end)
+                            .step_by(workers as usize)
+                            .map(|i| (i, produce(i)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                // A worker can only fail by panicking; pass the panic on unchanged.
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        for (index, result) in results {
+            consume(index, result?)?;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
 fn write_bundles(config: &GenerateConfig, out_dir: &Path, summary: &mut Summary) -> io::Result<()> {
     let mut batch = Vec::new();
     synthetic::shared_resources(config, &mut |r| batch.push(r));
-    write_bundle(&out_dir.join("0-shared.json"), &mut batch, summary)?;
-    for index in 0..config.patients {
-        synthetic::patient_record(config, index, &mut |r| batch.push(r));
-        let name = format!("1-patient-{}.json", synthetic::patient_id(config, index));
-        write_bundle(&out_dir.join(name), &mut batch, summary)?;
-    }
+    write_file(
+        &out_dir.join("0-shared.json"),
+        &bundle_bytes(batch, summary)?,
+        summary,
+    )?;
+    for_each_patient(
+        config,
+        |index| {
+            let mut batch = Vec::new();
+            synthetic::patient_record(config, index, &mut |r| batch.push(r));
+            let mut counts = Summary::default();
+            let bytes = bundle_bytes(batch, &mut counts)?;
+            Ok((bytes, counts))
+        },
+        |index, (bytes, counts)| {
+            summary.merge(counts);
+            let name = format!("1-patient-{}.json", synthetic::patient_id(config, index));
+            write_file(&out_dir.join(name), &bytes, summary)
+        },
+    )?;
+    let mut batch = Vec::new();
     synthetic::groups(config, &mut |r| batch.push(r));
-    write_bundle(&out_dir.join("2-groups.json"), &mut batch, summary)
+    write_file(
+        &out_dir.join("2-groups.json"),
+        &bundle_bytes(batch, summary)?,
+        summary,
+    )
 }
 
-/// Writes `batch` as one transaction Bundle and empties it (the Vec is reused for the next file).
-fn write_bundle(path: &Path, batch: &mut Vec<Value>, summary: &mut Summary) -> io::Result<()> {
-    batch.iter().for_each(|r| summary.count(r));
-    let bundle = synthetic::transaction_bundle(std::mem::take(batch));
-    let mut out = BufWriter::new(File::create(path)?);
-    serde_json::to_writer(&mut out, &bundle)?;
-    out.write_all(b"\n")?;
-    out.flush()?;
+/// One transaction Bundle of `resources`, serialized, counted into `summary`.
+fn bundle_bytes(resources: Vec<Value>, summary: &mut Summary) -> io::Result<Vec<u8>> {
+    resources.iter().for_each(|r| summary.count(r));
+    let bundle = synthetic::transaction_bundle(resources);
+    let mut bytes = serde_json::to_vec(&bundle)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn write_file(path: &Path, bytes: &[u8], summary: &mut Summary) -> io::Result<()> {
+    fs::write(path, bytes)?;
     summary.files.push(path.to_owned());
     Ok(())
 }
 
 fn write_ndjson(config: &GenerateConfig, out_dir: &Path, summary: &mut Summary) -> io::Result<()> {
     let mut writers: BTreeMap<String, BufWriter<File>> = BTreeMap::new();
-    let mut failure: Option<io::Error> = None;
-    synthetic::generate(config, &mut |resource| {
-        // The sink cannot return an error, so the first one is kept and the rest skipped.
-        if failure.is_some() {
-            return;
-        }
-        if let Err(e) = write_line(out_dir, &mut writers, summary, &resource) {
-            failure = Some(e);
-        }
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    let mut shared = Vec::new();
+    synthetic::shared_resources(config, &mut |r| shared.push(r));
+    append_lines(out_dir, &mut writers, summary, ndjson_lines(shared)?)?;
+    for_each_patient(
+        config,
+        |index| {
+            let mut record = Vec::new();
+            synthetic::patient_record(config, index, &mut |r| record.push(r));
+            ndjson_lines(record)
+        },
+        |_, lines| append_lines(out_dir, &mut writers, summary, lines),
+    )?;
+    let mut groups = Vec::new();
+    synthetic::groups(config, &mut |r| groups.push(r));
+    append_lines(out_dir, &mut writers, summary, ndjson_lines(groups)?)?;
     for (resource_type, mut writer) in writers {
         writer.flush()?;
         summary
@@ -129,26 +209,48 @@ fn write_ndjson(config: &GenerateConfig, out_dir: &Path, summary: &mut Summary) 
     Ok(())
 }
 
-fn write_line(
+/// Serializes resources as NDJSON lines grouped by type, keeping their order within each type.
+fn ndjson_lines(resources: Vec<Value>) -> io::Result<Vec<Lines>> {
+    let mut groups: Vec<Lines> = Vec::new();
+    for resource in resources {
+        let resource_type = resource["resourceType"].as_str().unwrap_or("unknown");
+        let position = match groups.iter().position(|g| g.resource_type == resource_type) {
+            Some(p) => p,
+            None => {
+                groups.push(Lines {
+                    resource_type: resource_type.to_owned(),
+                    bytes: Vec::new(),
+                    count: 0,
+                });
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[position];
+        serde_json::to_writer(&mut group.bytes, &resource)?;
+        group.bytes.push(b'\n');
+        group.count += 1;
+    }
+    Ok(groups)
+}
+
+fn append_lines(
     out_dir: &Path,
     writers: &mut BTreeMap<String, BufWriter<File>>,
     summary: &mut Summary,
-    resource: &Value,
+    lines: Vec<Lines>,
 ) -> io::Result<()> {
-    let resource_type = resource["resourceType"].as_str().unwrap_or("unknown");
-    if !writers.contains_key(resource_type) {
-        let file = File::create(out_dir.join(format!("{resource_type}.ndjson")))?;
-        writers.insert(
-            resource_type.to_owned(),
-            BufWriter::with_capacity(256 * 1024, file),
-        );
+    for group in lines {
+        let writer = match writers.entry(group.resource_type.clone()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let file = File::create(out_dir.join(format!("{}.ndjson", group.resource_type)))?;
+                e.insert(BufWriter::with_capacity(256 * 1024, file))
+            }
+        };
+        writer.write_all(&group.bytes)?;
+        summary.resources += group.count;
+        *summary.by_type.entry(group.resource_type).or_insert(0) += group.count;
     }
-    let writer = writers
-        .get_mut(resource_type)
-        .ok_or_else(|| io::Error::other("writer for a resource type vanished"))?;
-    serde_json::to_writer(&mut *writer, resource)?;
-    writer.write_all(b"\n")?;
-    summary.count(resource);
     Ok(())
 }
 
@@ -179,6 +281,32 @@ mod tests {
             }
         }
         assert_eq!(lines, summary.resources);
+    }
+
+    #[test]
+    fn parallel_ndjson_matches_the_sequential_stream_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = GenerateConfig {
+            patients: 21,
+            seed: 5,
+            ..GenerateConfig::default()
+        };
+        let summary = write_output(&config, dir.path(), OutputFormat::Ndjson).expect("writes");
+        let mut expected: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        synthetic::generate(&config, &mut |r| {
+            let t = r["resourceType"].as_str().unwrap_or("unknown").to_owned();
+            let bytes = expected.entry(t).or_default();
+            bytes.extend(serde_json::to_vec(&r).expect("serializes"));
+            bytes.push(b'\n');
+        });
+        assert_eq!(summary.files.len(), expected.len());
+        for (t, bytes) in expected {
+            let written = fs::read(dir.path().join(format!("{t}.ndjson"))).expect("reads");
+            assert!(
+                written == bytes,
+                "{t}.ndjson differs from the sequential stream"
+            );
+        }
     }
 
     #[test]

@@ -6,4 +6,5 @@
 pub mod envelope;
 pub mod fhir;
 pub mod resource;
+pub mod smart;
 pub mod synthetic;

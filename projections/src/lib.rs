@@ -5,7 +5,9 @@
 //! A projection never reads the event log itself and never speaks HTTP: that keeps every read
 //! model testable with a plain list of events, and lets the same code run against either log.
 
+pub mod search_index;
 pub mod stats;
+pub mod token_status;
 
 use sphere_domain::envelope::{Position, RecordedEvent};
 

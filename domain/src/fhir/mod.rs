@@ -23,6 +23,8 @@ pub mod invariants;
 pub mod profiles;
 pub mod search_parameters;
 pub mod search_path;
+pub mod search_query;
+pub mod search_value;
 pub mod validate;
 
 pub use capability::{
