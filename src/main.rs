@@ -33,6 +33,8 @@ fn main() -> std::process::ExitCode {
             Command::Rebuild(args) => cli::rebuild::run(config, args).await,
             Command::Log(args) => cli::log::run(config, args).await,
             Command::Migrate(args) => cli::migrate::run(args).await,
+            Command::Backup(args) => cli::backup::run_backup(&config, args),
+            Command::Restore(args) => cli::backup::run_restore(&config, args),
         }
     });
     match outcome {

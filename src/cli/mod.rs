@@ -1,5 +1,6 @@
 //! The `sphere` command line.
 
+pub mod backup;
 pub mod log;
 pub mod migrate;
 pub mod rebuild;
@@ -38,6 +39,10 @@ pub enum Command {
     Log(log::LogArgs),
     /// Copy one event log into another (sqlite:DIR -> kurrentdb://...), resumable, verified.
     Migrate(migrate::MigrateArgs),
+    /// Back up the embedded store (consistent while the server runs).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the data directory.
+    Restore(backup::RestoreArgs),
 }
 
 impl Cli {
