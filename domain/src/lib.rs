@@ -5,6 +5,7 @@
 
 pub mod envelope;
 pub mod fhir;
+pub mod fhir_rest;
 pub mod resource;
 pub mod smart;
 pub mod synthetic;

@@ -33,6 +33,11 @@ pub async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr()?;
+    // With port 0 the OS picks the port: links, Location headers and the issuer must name it.
+    let mut config = config;
+    if config.listen_addr().port() == 0 {
+        config.listen = local.to_string();
+    }
     let app = App::start(config.clone()).await?;
     if args.demo {
         tracing::warn!("--demo: the demo population arrives with the data-generator issue; starting without it");

@@ -3,19 +3,238 @@
 //! One module per group of interactions, as Blaze does it: `interactions` (read, vread,
 //! create, update, delete, history, transaction/batch, capabilities, $validate) and `search`
 //! (search-type, search-system, compartment search, `$everything`). Both share the error
-//! replies and access context defined here.
+//! replies ([`outcome`]), formats ([`format`]) and the access context ([`access`]).
+//!
+//! A request flows: route ([`request::classify`], before the body is read, so searches fall
+//! through to the search module untouched) -> access context -> format negotiation -> body
+//! (size-limited) -> [`interactions::dispatch`] -> [`format::render`].
+
+pub mod access;
+pub mod conditional;
+pub mod format;
+pub mod interactions;
+pub mod outcome;
+pub mod request;
+pub mod search;
+pub mod store;
 
 use std::sync::Arc;
 
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::Filter;
 
 use crate::app::App;
+use access::{access_context, AccessContext, Denied};
+use format::{negotiate, render, FhirResponse};
+use outcome::FhirError;
+use request::{classify, FhirRequest, Payload, Route};
 
 /// Every FHIR route. Each submodule returns its own filter; this is the only place they meet.
 pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
-    let _ = app;
-    warp::any()
-        .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) })
-        .boxed()
+    let with_app = {
+        let app = app.clone();
+        warp::any().map(move || app.clone())
+    };
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    // `/fhir/r4/...`: routed on method and path first, so what is not ours is left untouched.
+    let api = warp::path("fhir")
+        .and(warp::path("r4"))
+        .and(warp::method())
+        .and(warp::path::tail())
+        .and(query)
+        .and_then(
+            |method: Method, tail: warp::path::Tail, query: String| async move {
+                let segments: Vec<&str> =
+                    tail.as_str().split('/').filter(|s| !s.is_empty()).collect();
+                match classify(&method, &segments, !query.is_empty()) {
+                    Some(route) => Ok((method, route, query)),
+                    None => Err(warp::reject::not_found()),
+                }
+            },
+        )
+        .untuple_one();
+    let metadata = warp::path("metadata")
+        .and(warp::path::end())
+        .and(warp::method())
+        .and(query)
+        .map(|method: Method, query: String| {
+            let route = if method == Method::GET || method == Method::HEAD {
+                Route::Capabilities
+            } else {
+                Route::MethodNotAllowed("metadata supports GET only")
+            };
+            (method, route, query)
+        })
+        .untuple_one();
+    let interactions = api
+        .or(metadata)
+        .unify()
+        .and(warp::header::headers_cloned())
+        .and(access_context())
+        .and(with_app)
+        .and(warp::body::stream())
+        .then(
+            |method: Method,
+             route: Route,
+             query: String,
+             headers: HeaderMap,
+             ctx: Result<AccessContext, Denied>,
+             app: Arc<App>,
+             body| async move {
+                let response = handle(&app, method, route, &query, &headers, ctx, body).await;
+                with_cors(response, &headers)
+            },
+        );
+    let preflight = warp::options()
+        .and(
+            warp::path("fhir")
+                .and(warp::path("r4"))
+                .or(warp::path("metadata"))
+                .unify(),
+        )
+        .and(warp::header::headers_cloned())
+        .map(|headers: HeaderMap| preflight(&headers));
+    // The search module takes whatever `classify` left alone:
+    // `.or(search::routes(app.clone())).unify()` goes here once `src/fhir/search/` lands.
+    let _ = &app;
+    preflight.or(interactions).unify().boxed()
+}
+
+async fn handle<S, B>(
+    app: &App,
+    method: Method,
+    route: Route,
+    raw_query: &str,
+    headers: &HeaderMap,
+    ctx: Result<AccessContext, Denied>,
+    body: S,
+) -> warp::reply::Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let base = app.config.fhir_base_url();
+    let query = request::parse_query(raw_query);
+    // A format the client cannot read is refused before anything else happens.
+    let format = match negotiate(&query, headers) {
+        Ok(f) => f,
+        Err(e) => {
+            return render(
+                FhirResponse::from_error(&e),
+                Default::default(),
+                &base,
+                false,
+            )
+        }
+    };
+    let head_only = method == Method::HEAD;
+    let result = async {
+        let ctx = ctx?;
+        let payload = if route.takes_body() {
+            request::check_content_type(headers)?;
+            Payload::Bytes(read_body(body, app.config.http.max_body_bytes, headers).await?)
+        } else {
+            Payload::None
+        };
+        let request = FhirRequest {
+            method,
+            route,
+            query,
+            conditions: request::conditions(headers),
+            prefer: request::prefer(headers),
+            payload,
+        };
+        interactions::dispatch(app, &ctx, request).await
+    }
+    .await;
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(status = e.status().as_u16(), "FHIR request failed");
+            }
+            FhirResponse::from_error(&e)
+        }
+    };
+    let mut http = render(response, format, &base, head_only);
+    if http.status() == StatusCode::UNAUTHORIZED {
+        http.headers_mut().insert(
+            warp::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"sphere\""),
+        );
+    }
+    http
+}
+
+/// Reads a request body, refusing (413) more than `limit` bytes, whether or not the client
+/// declared its length.
+async fn read_body<S, B>(mut body: S, limit: u64, headers: &HeaderMap) -> Result<Bytes, FhirError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(FhirError::PayloadTooLarge { limit });
+    }
+    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk
+            .map_err(|_| FhirError::BadRequest("the request body could not be read".into()))?;
+        if buffer.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(FhirError::PayloadTooLarge { limit });
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buffer.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// Browser apps call the FHIR API and `/metadata` from other origins: echo the origin back.
+/// Authorization is by bearer token, never cookies, so reflecting any origin is safe.
+fn with_cors(mut response: warp::reply::Response, headers: &HeaderMap) -> warp::reply::Response {
+    if let Some(origin) = headers.get(warp::http::header::ORIGIN) {
+        let h = response.headers_mut();
+        h.insert(
+            warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            origin.clone(),
+        );
+        h.insert(
+            warp::http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Location, Content-Location, ETag, Last-Modified"),
+        );
+        h.append(warp::http::header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+fn preflight(headers: &HeaderMap) -> warp::reply::Response {
+    let mut response = warp::reply::Response::new(Bytes::new().into());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let h = response.headers_mut();
+    h.insert(
+        warp::http::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"),
+    );
+    h.insert(
+        warp::http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, If-Modified-Since, If-None-Exist",
+        ),
+    );
+    h.insert(
+        warp::http::header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    with_cors(response, headers)
 }

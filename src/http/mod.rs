@@ -21,7 +21,13 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let method_path = warp::method().and(warp::path::full());
     started
         .and(method_path)
-        .and(health::routes(app).recover(recover).unify())
+        .and(
+            health::routes(app.clone())
+                .or(crate::fhir::routes(app))
+                .unify()
+                .recover(recover)
+                .unify(),
+        )
         .map(
             |started: Instant,
              method: warp::http::Method,

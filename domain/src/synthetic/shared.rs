@@ -333,13 +333,13 @@ fn organization(
         "address",
         js!([{"line": ["200 Commerce Street"], "city": city, "state": state, "postalCode": zip, "country": "US"}]),
     );
-    set(
-        &mut org,
-        "partOf",
-        reference("Organization", SERVICE_ORGANIZATION_ID),
-    );
-    if org_type.0 == "pay" || org_type.0 == "govt" {
-        org.remove("partOf");
+    // The lab and the pharmacy belong to the health system; payers do not.
+    if org_type.0 == "prov" {
+        set(
+            &mut org,
+            "partOf",
+            reference("Organization", SERVICE_ORGANIZATION_ID),
+        );
     }
     org.into()
 }

@@ -1,0 +1,209 @@
+//! Pure rules of the FHIR RESTful API that the HTTP layer applies: how a stored version is
+//! stamped (`id`, `meta.versionId`, `meta.lastUpdated`), how weak ETags read, the order in
+//! which a transaction processes its entries, and how `urn:uuid:` references are rewritten.
+//! No IO and no clock: callers pass the time in.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+/// Stamps a resource for storage: `id`, `meta.versionId` and `meta.lastUpdated` are set (the
+/// client's values are replaced), and the keys are reordered so `resourceType`, `id` and `meta`
+/// come first, as most FHIR servers print them. Everything else is kept as sent.
+pub fn stamp(resource: Map<String, Value>, id: &str, version: u64, last_updated: &str) -> Value {
+    let mut rest = resource;
+    let resource_type = rest.remove("resourceType");
+    rest.remove("id");
+    let sent = match rest.remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let mut meta = Map::with_capacity(sent.len() + 2);
+    meta.insert("versionId".into(), Value::String(version.to_string()));
+    meta.insert("lastUpdated".into(), Value::String(last_updated.to_owned()));
+    meta.extend(
+        sent.into_iter()
+            .filter(|(k, _)| k != "versionId" && k != "lastUpdated"),
+    );
+    let mut out = Map::with_capacity(rest.len() + 3);
+    if let Some(t) = resource_type {
+        out.insert("resourceType".into(), t);
+    }
+    out.insert("id".into(), Value::String(id.to_owned()));
+    out.insert("meta".into(), Value::Object(meta));
+    out.extend(rest);
+    Value::Object(out)
+}
+
+/// The body of a deletion event (see [`crate::resource::RESOURCE_DELETED`]).
+pub fn deletion_body(resource_type: &str, id: &str) -> Value {
+    let mut m = Map::new();
+    m.insert(
+        "resourceType".into(),
+        Value::String(resource_type.to_owned()),
+    );
+    m.insert("id".into(), Value::String(id.to_owned()));
+    Value::Object(m)
+}
+
+/// A weak ETag for a version: `W/"3"`.
+pub fn etag(version: u64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// The version an `If-Match` / `If-None-Match` / `Bundle.entry.request.ifMatch` value names:
+/// `W/"3"`, `"3"` or a bare `3`. None when it is not a version number.
+pub fn parse_etag(value: &str) -> Option<u64> {
+    let v = value.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    let v = v.trim_matches('"');
+    v.parse().ok()
+}
+
+/// The HTTP methods a Bundle entry may carry, in FHIR transaction processing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EntryMethod {
+    Delete,
+    Post,
+    Put,
+    Patch,
+    Get,
+    Head,
+}
+
+impl EntryMethod {
+    pub fn parse(method: &str) -> Option<Self> {
+        Some(match method {
+            "DELETE" => Self::Delete,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "PATCH" => Self::Patch,
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "DELETE",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+        }
+    }
+
+    /// The processing rank FHIR R4 gives a transaction (http.html#trules): deletes, then
+    /// creates, then updates/patches, then reads.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Delete => 0,
+            Self::Post => 1,
+            Self::Put | Self::Patch => 2,
+            Self::Get | Self::Head => 3,
+        }
+    }
+}
+
+/// The indices of `methods` in transaction processing order (stable within a rank).
+pub fn processing_order(methods: &[EntryMethod]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..methods.len()).collect();
+    order.sort_by_key(|&i| methods[i].rank());
+    order
+}
+
+/// Replaces, anywhere in `value`, every string that is exactly one of `map`'s keys (a
+/// transaction entry's `fullUrl`, e.g. `urn:uuid:...`) by its value (`Patient/123`). Also
+/// rewrites a `reference` whose text starts with a key followed by `/_history` or `#`, so a
+/// versioned or contained-fragment reference to a new resource resolves too. Returns how many
+/// strings were rewritten.
+pub fn rewrite_references(value: &mut Value, map: &HashMap<String, String>) -> usize {
+    if map.is_empty() {
+        return 0;
+    }
+    let mut count = 0;
+    rewrite(value, map, &mut count);
+    count
+}
+
+fn rewrite(value: &mut Value, map: &HashMap<String, String>, count: &mut usize) {
+    match value {
+        Value::String(s) => {
+            if let Some(new) = map.get(s.as_str()) {
+                *s = new.clone();
+                *count += 1;
+            } else if s.starts_with("urn:uuid:") || s.starts_with("urn:oid:") {
+                // `urn:uuid:X#frag` or `urn:uuid:X/_history/1`: the id part is the key.
+                if let Some(cut) = s.find(['#', '/']) {
+                    if let Some(new) = map.get(&s[..cut]) {
+                        *s = format!("{new}{}", &s[cut..]);
+                        *count += 1;
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                rewrite(item, map, count);
+            }
+        }
+        Value::Object(fields) => {
+            for (_, v) in fields.iter_mut() {
+                rewrite(v, map, count);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stamping_sets_id_and_meta_and_keeps_everything_else() {
+        let Value::Object(m) = json!({"gender": "male", "meta": {"versionId": "9", "profile": ["p"]}, "id": "old", "resourceType": "Patient"})
+        else {
+            unreachable!()
+        };
+        let out = stamp(m, "new", 2, "2026-01-01T00:00:00.000Z");
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"resourceType":"Patient","id":"new","meta":{"versionId":"2","lastUpdated":"2026-01-01T00:00:00.000Z","profile":["p"]},"gender":"male"}"#
+        );
+    }
+
+    #[test]
+    fn etags_round_trip_weak_strong_and_bare() {
+        assert_eq!(etag(3), "W/\"3\"");
+        assert_eq!(parse_etag("W/\"3\""), Some(3));
+        assert_eq!(parse_etag("\"12\""), Some(12));
+        assert_eq!(parse_etag("7"), Some(7));
+        assert_eq!(parse_etag("W/\"x\""), None);
+    }
+
+    #[test]
+    fn transaction_order_is_delete_post_put_get() {
+        use EntryMethod::*;
+        let methods = [Get, Put, Post, Delete, Patch, Post];
+        assert_eq!(processing_order(&methods), vec![3, 2, 5, 1, 4, 0]);
+    }
+
+    #[test]
+    fn urn_uuid_references_are_rewritten_anywhere() {
+        let mut map = HashMap::new();
+        map.insert("urn:uuid:a".to_owned(), "Patient/1".to_owned());
+        let mut v = json!({
+            "subject": {"reference": "urn:uuid:a"},
+            "contained": [{"x": ["urn:uuid:a", "urn:uuid:b"]}],
+            "versioned": "urn:uuid:a/_history/1",
+        });
+        assert_eq!(rewrite_references(&mut v, &map), 3);
+        assert_eq!(v["subject"]["reference"], "Patient/1");
+        assert_eq!(v["contained"][0]["x"][1], "urn:uuid:b");
+        assert_eq!(v["versioned"], "Patient/1/_history/1");
+    }
+}

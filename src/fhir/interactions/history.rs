@@ -1,0 +1,283 @@
+//! history at instance (`[type]/[id]/_history`), type (`[type]/_history`) and system
+//! (`/_history`) level, with `_count`, `_since`, `_at` and paging.
+//!
+//! Instance history is a backwards stream read: newest first, as FHIR wants, paged by revision.
+//! Type and system history read the log's `$all` filtered to resource events (and the type's
+//! category), forwards from a position cursor; so their pages are oldest first - the log
+//! offers no backwards read of `$all`, and a forward cursor keeps working while writes
+//! continue. `_since` on those levels scans forward to the first event at or after the instant.
+
+use serde_json::{json, Map, Value};
+use sphere_domain::resource::{
+    is_resource_event, is_valid_id, RESOURCE_CREATED, RESOURCE_DELETED, RESOURCE_UPDATED,
+};
+use warp::http::StatusCode;
+
+use super::super::access::{AccessContext, Interaction};
+use super::super::format::FhirResponse;
+use super::super::outcome::FhirError;
+use super::super::request::FhirRequest;
+use super::super::store::{self, StoredVersion};
+use crate::app::App;
+use crate::eventlog::{Direction, EventFilter, Position, StreamStart};
+
+const DEFAULT_COUNT: usize = 50;
+const MAX_COUNT: usize = 1000;
+/// Events read per step while skipping to `_since` on type/system history.
+const SCAN_PAGE: usize = 5000;
+
+pub async fn history(
+    app: &App,
+    ctx: &AccessContext,
+    request: &FhirRequest,
+    resource_type: Option<&str>,
+    id: Option<&str>,
+) -> Result<FhirResponse, FhirError> {
+    let interaction = match (resource_type, id) {
+        (Some(_), Some(_)) => Interaction::HistoryInstance,
+        (Some(_), None) => Interaction::HistoryType,
+        _ => Interaction::HistorySystem,
+    };
+    ctx.check(interaction, resource_type, None)?;
+    let count = match request.param("_count") {
+        Some(c) => c
+            .parse::<usize>()
+            .map_err(|_| FhirError::BadRequest("_count must be a whole number".into()))?
+            .min(MAX_COUNT),
+        None => DEFAULT_COUNT,
+    };
+    let since = time_param(request, "_since")?;
+    let at = time_param(request, "_at")?;
+    let base = app.config.fhir_base_url();
+    let (versions, next) = match (resource_type, id) {
+        (Some(t), Some(id)) => instance(app, t, id, request, count, since, at).await?,
+        _ => {
+            if at.is_some() {
+                return Err(FhirError::BadRequest(
+                    "_at is supported on instance history only".into(),
+                ));
+            }
+            log_level(app, resource_type, request, count, since).await?
+        }
+    };
+    let mut entries = Vec::with_capacity(versions.len());
+    for v in &versions {
+        if !ctx.is_operator() && !v.deleted {
+            let resource: Value = serde_json::from_slice(&v.body)
+                .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
+            if ctx
+                .check(Interaction::Read, Some(&v.resource_type), Some(&resource))
+                .is_err()
+            {
+                continue;
+            }
+        }
+        entries.push(entry(&base, v)?);
+    }
+    let path = match (resource_type, id) {
+        (Some(t), Some(id)) => format!("{base}/{t}/{id}/_history"),
+        (Some(t), None) => format!("{base}/{t}/_history"),
+        _ => format!("{base}/_history"),
+    };
+    let self_query = request.search_query();
+    let mut links = vec![json!({"relation": "self", "url": join(&path, &self_query)})];
+    if let Some(cursor) = next {
+        let mut params: Vec<(String, String)> = request
+            .query
+            .iter()
+            .filter(|(k, _)| k != "_page")
+            .cloned()
+            .collect();
+        params.push(("_page".into(), cursor));
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        links.push(json!({"relation": "next", "url": join(&path, &q)}));
+    }
+    let mut bundle = Map::new();
+    bundle.insert("resourceType".into(), json!("Bundle"));
+    bundle.insert("type".into(), json!("history"));
+    bundle.insert("timestamp".into(), json!(store::instant(store::now_ms())));
+    bundle.insert("link".into(), Value::Array(links));
+    bundle.insert("entry".into(), Value::Array(entries));
+    Ok(FhirResponse::json(StatusCode::OK, Value::Object(bundle)))
+}
+
+fn join(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+fn time_param(request: &FhirRequest, name: &str) -> Result<Option<i64>, FhirError> {
+    match request.param(name) {
+        None => Ok(None),
+        Some(v) => store::parse_fhir_time(v).map(Some).ok_or_else(|| {
+            FhirError::BadRequest(format!(
+                "{name} must be a FHIR instant like 2024-01-01T00:00:00Z"
+            ))
+        }),
+    }
+}
+
+/// Newest first; the `_page` cursor is the revision to continue from (inclusive).
+async fn instance(
+    app: &App,
+    resource_type: &str,
+    id: &str,
+    request: &FhirRequest,
+    count: usize,
+    since: Option<i64>,
+    at: Option<i64>,
+) -> Result<(Vec<StoredVersion>, Option<String>), FhirError> {
+    if !is_valid_id(id) {
+        return Err(super::read::not_found(resource_type, id));
+    }
+    let start = match request.param("_page") {
+        Some(p) => StreamStart::Revision(p.parse().map_err(|_| {
+            FhirError::BadRequest("_page is not a cursor this server issued".into())
+        })?),
+        None => StreamStart::Origin,
+    };
+    let stream = sphere_domain::resource::stream_name(resource_type, id);
+    // One more than asked tells whether a next page exists.
+    let events = app
+        .log
+        .read_stream(
+            &stream,
+            Direction::Backwards,
+            start,
+            count.saturating_add(1),
+        )
+        .await?;
+    if events.is_empty() && start == StreamStart::Origin {
+        return Err(super::read::not_found(resource_type, id));
+    }
+    let mut versions: Vec<StoredVersion> = events
+        .into_iter()
+        .filter_map(StoredVersion::from_event)
+        .collect();
+    if let Some(at) = at {
+        // The one version in effect at `at`: the newest written at or before it.
+        let found = versions.into_iter().find(|v| v.last_updated_ms <= at);
+        return Ok((found.into_iter().collect(), None));
+    }
+    let mut next = None;
+    if versions.len() > count {
+        versions.truncate(count);
+        next = versions
+            .last()
+            .and_then(|v| v.revision.checked_sub(1))
+            .map(|r| r.to_string());
+    }
+    if let Some(since) = since {
+        let before = versions.len();
+        versions.retain(|v| v.last_updated_ms >= since);
+        if versions.len() < before {
+            next = None;
+        }
+    }
+    Ok((versions, next))
+}
+
+/// Oldest first by log position; the `_page` cursor is the position the page ended at.
+async fn log_level(
+    app: &App,
+    resource_type: Option<&str>,
+    request: &FhirRequest,
+    count: usize,
+    since: Option<i64>,
+) -> Result<(Vec<StoredVersion>, Option<String>), FhirError> {
+    let filter = EventFilter {
+        categories: resource_type
+            .map(|t| vec![t.to_owned()])
+            .unwrap_or_default(),
+        event_types: vec![
+            RESOURCE_CREATED.into(),
+            RESOURCE_UPDATED.into(),
+            RESOURCE_DELETED.into(),
+        ],
+    };
+    let mut after = match request.param("_page") {
+        Some(p) => Some(Position(p.parse().map_err(|_| {
+            FhirError::BadRequest("_page is not a cursor this server issued".into())
+        })?)),
+        None => None,
+    };
+    if let (Some(since), None) = (since, request.param("_page")) {
+        // Skip to just before the first event at or after `since`.
+        loop {
+            let page = app.log.read_all(after, &filter, SCAN_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            match page.iter().position(|e| store_time(e) >= since) {
+                Some(0) => break,
+                Some(i) => {
+                    after = Some(page[i - 1].position);
+                    break;
+                }
+                None => after = Some(last.position),
+            }
+        }
+    }
+    let events = app
+        .log
+        .read_all(after, &filter, count.saturating_add(1))
+        .await?;
+    let mut versions: Vec<StoredVersion> = events
+        .into_iter()
+        .filter(|e| is_resource_event(&e.event_type))
+        .filter_map(StoredVersion::from_event)
+        .collect();
+    let mut next = None;
+    if versions.len() > count {
+        versions.truncate(count);
+        next = versions.last().map(|v| v.position.0.to_string());
+    }
+    Ok((versions, next))
+}
+
+fn store_time(event: &crate::eventlog::RecordedEvent) -> i64 {
+    event
+        .metadata
+        .extra
+        .as_ref()
+        .and_then(|e| e.get("lastUpdatedMs"))
+        .and_then(Value::as_i64)
+        .unwrap_or(event.metadata.commit_ms)
+}
+
+fn entry(base: &str, v: &StoredVersion) -> Result<Value, FhirError> {
+    let (method, url, status) = if v.deleted {
+        (
+            "DELETE",
+            format!("{}/{}", v.resource_type, v.id),
+            "204 No Content",
+        )
+    } else if v.revision == 0 {
+        ("POST", v.resource_type.clone(), "201 Created")
+    } else {
+        ("PUT", format!("{}/{}", v.resource_type, v.id), "200 OK")
+    };
+    let mut e = Map::new();
+    e.insert(
+        "fullUrl".into(),
+        json!(format!("{base}/{}/{}", v.resource_type, v.id)),
+    );
+    if !v.deleted {
+        let resource: Value = serde_json::from_slice(&v.body)
+            .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
+        e.insert("resource".into(), resource);
+    }
+    e.insert("request".into(), json!({"method": method, "url": url}));
+    e.insert(
+        "response".into(),
+        json!({
+            "status": status,
+            "etag": sphere_domain::fhir_rest::etag(v.version()),
+            "lastModified": store::instant(v.last_updated_ms),
+        }),
+    );
+    Ok(Value::Object(e))
+}

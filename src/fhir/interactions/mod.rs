@@ -1,0 +1,171 @@
+//! The FHIR interactions other than search, one module each (as Blaze arranges them): read and
+//! vread, create, update, delete, history, transaction/batch, capabilities and `$validate`.
+//!
+//! [`dispatch`] is the single entry point, used both for HTTP requests and for the entries of a
+//! batch Bundle, so an entry behaves exactly like the same request sent alone.
+
+pub mod bundle;
+pub mod capabilities;
+pub mod create;
+pub mod delete;
+pub mod history;
+pub mod read;
+pub mod update;
+pub mod validate;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::{Map, Value};
+use sphere_domain::fhir::{has_errors, validate as validate_resource};
+use warp::http::StatusCode;
+
+use super::access::AccessContext;
+use super::format::{Body, FhirResponse};
+use super::outcome::{outcome, FhirError};
+use super::request::{FhirRequest, Payload, Return, Route};
+use super::store::PreparedWrite;
+use crate::app::App;
+use crate::eventlog::Position;
+
+/// Answers one request (never a search: those are routed to the search module).
+pub fn dispatch<'a>(
+    app: &'a App,
+    ctx: &'a AccessContext,
+    request: FhirRequest,
+) -> Pin<Box<dyn Future<Output = Result<FhirResponse, FhirError>> + Send + 'a>> {
+    Box::pin(async move {
+        match request.route.clone() {
+            Route::Capabilities => capabilities::capabilities(app, ctx),
+            Route::Bundle => bundle::bundle(app, ctx, request).await,
+            Route::HistorySystem => history::history(app, ctx, &request, None, None).await,
+            Route::HistoryType(t) => history::history(app, ctx, &request, Some(&t), None).await,
+            Route::HistoryInstance(t, id) => {
+                history::history(app, ctx, &request, Some(&t), Some(&id)).await
+            }
+            Route::Create(t) => create::create(app, ctx, &t, request).await,
+            Route::ConditionalUpdate(t) => update::conditional_update(app, ctx, &t, request).await,
+            Route::ConditionalDelete(t) => delete::conditional_delete(app, ctx, &t, &request).await,
+            Route::Read(t, id) => read::read(app, ctx, &t, &id, &request).await,
+            Route::VRead(t, id, v) => read::vread(app, ctx, &t, &id, &v, &request).await,
+            Route::Update(t, id) => update::update(app, ctx, &t, &id, request).await,
+            Route::Delete(t, id) => delete::delete(app, ctx, &t, &id).await,
+            Route::Patch(..) => Err(FhirError::MethodNotAllowed(
+                "PATCH is not supported; use PUT with the whole resource".into(),
+            )),
+            Route::Validate(t, id) => validate::validate(ctx, &t, id.as_deref(), &request),
+            Route::UnknownType(t) => Err(unknown_type(&t)),
+            Route::MethodNotAllowed(why) => Err(FhirError::MethodNotAllowed(why.into())),
+        }
+    })
+}
+
+pub fn unknown_type(resource_type: &str) -> FhirError {
+    // The type name comes from the URL, not from PHI; cap it so a long path is not echoed.
+    let shown: String = resource_type.chars().take(64).collect();
+    FhirError::NotFound(format!(
+        "resource type {shown:?} is not supported by this server"
+    ))
+}
+
+/// The request body as a resource object of `resource_type`: well-formed JSON, an object, the
+/// right `resourceType`. Not yet validated.
+pub fn parse_resource(
+    payload: &Payload,
+    resource_type: &str,
+) -> Result<Map<String, Value>, FhirError> {
+    let value = match payload {
+        Payload::None => return Err(FhirError::BadRequest("a resource body is required".into())),
+        Payload::Bytes(b) => parse_json(b)?,
+        Payload::Json(v) => v.clone(),
+    };
+    let Value::Object(map) = value else {
+        return Err(FhirError::BadRequest(
+            "the body must be a JSON object (a FHIR resource)".into(),
+        ));
+    };
+    match map.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == resource_type => Ok(map),
+        Some(t) => Err(FhirError::BadRequest(format!(
+            "the body is a {} but the URL names {resource_type}",
+            t.chars().take(64).collect::<String>()
+        ))),
+        None => Err(FhirError::BadRequest("the body has no resourceType".into())),
+    }
+}
+
+/// Parses JSON bytes; the error names the line and column, never the content.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, FhirError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(FhirError::BadRequest("the request body is empty".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        FhirError::BadRequest(format!(
+            "the body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Validates a resource about to be written; errors refuse the write.
+pub fn check_valid(resource: &Map<String, Value>) -> Result<(), FhirError> {
+    // The validator takes a Value; wrapping a clone of the map costs less than the validation.
+    let value = Value::Object(resource.clone());
+    let issues = validate_resource(&value);
+    if has_errors(&issues) {
+        Err(FhirError::Invalid(issues))
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits (bounded) until every projection has applied `position`, so a search right after a
+/// write sees it. Past the bound: 503, although the write itself is committed.
+pub async fn await_projections(app: &App, position: Position) -> Result<(), FhirError> {
+    app.wait_for_projections(position).await.map_err(|e| {
+        tracing::warn!(error = %e, "projections did not catch up with a write in time");
+        FhirError::Unavailable(
+            "the write was committed but the search index has not caught up yet; retry the search shortly".into(),
+        )
+    })
+}
+
+/// The response to a committed write, shaped by `Prefer: return=`.
+pub fn write_response(
+    written: &PreparedWrite,
+    status: StatusCode,
+    prefer: Option<Return>,
+) -> FhirResponse {
+    let body = match prefer.unwrap_or(Return::Representation) {
+        Return::Minimal => Body::None,
+        Return::Representation if written.deleted => Body::None,
+        Return::Representation => Body::Raw(written.body.clone()),
+        Return::OperationOutcome => Body::Json(outcome(
+            "information",
+            "informational",
+            &format!(
+                "{}/{} version {} {}",
+                written.resource_type,
+                written.id,
+                written.version,
+                if written.created {
+                    "created"
+                } else {
+                    "updated"
+                }
+            ),
+            None,
+        )),
+    };
+    FhirResponse {
+        status,
+        body,
+        version: Some(written.version),
+        last_modified_ms: Some(written.last_updated_ms),
+        location: Some(format!(
+            "{}/{}/_history/{}",
+            written.resource_type, written.id, written.version
+        )),
+    }
+}

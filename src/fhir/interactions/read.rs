@@ -1,0 +1,107 @@
+//! read (`GET [type]/[id]`) and vread (`GET [type]/[id]/_history/[vid]`): stream reads, the
+//! stored bytes served as they are. `If-None-Match` and `If-Modified-Since` answer 304.
+
+use sphere_domain::fhir_rest::parse_etag;
+use sphere_domain::resource::is_valid_id;
+use warp::http::StatusCode;
+
+use super::super::access::{AccessContext, Interaction};
+use super::super::format::{Body, FhirResponse};
+use super::super::outcome::FhirError;
+use super::super::request::FhirRequest;
+use super::super::store::{self, StoredVersion};
+use crate::app::App;
+
+pub async fn read(
+    app: &App,
+    ctx: &AccessContext,
+    resource_type: &str,
+    id: &str,
+    request: &FhirRequest,
+) -> Result<FhirResponse, FhirError> {
+    ctx.check(Interaction::Read, Some(resource_type), None)?;
+    let found = if is_valid_id(id) {
+        store::current(app.log.as_ref(), resource_type, id).await?
+    } else {
+        None
+    };
+    let Some(version) = found else {
+        return Err(not_found(resource_type, id));
+    };
+    answer(ctx, version, request, Interaction::Read)
+}
+
+pub async fn vread(
+    app: &App,
+    ctx: &AccessContext,
+    resource_type: &str,
+    id: &str,
+    vid: &str,
+    request: &FhirRequest,
+) -> Result<FhirResponse, FhirError> {
+    ctx.check(Interaction::VRead, Some(resource_type), None)?;
+    let wanted: Option<u64> = vid.parse().ok();
+    let found = match wanted {
+        Some(v) if is_valid_id(id) => {
+            store::version(app.log.as_ref(), resource_type, id, v).await?
+        }
+        _ => None,
+    };
+    let Some(version) = found else {
+        return Err(FhirError::NotFound(format!(
+            "{resource_type}/{id} has no version {}",
+            vid.chars().take(20).collect::<String>()
+        )));
+    };
+    answer(ctx, version, request, Interaction::VRead)
+}
+
+fn answer(
+    ctx: &AccessContext,
+    version: StoredVersion,
+    request: &FhirRequest,
+    interaction: Interaction,
+) -> Result<FhirResponse, FhirError> {
+    if version.deleted {
+        return Err(FhirError::Gone {
+            version: version.version(),
+            resource_type: version.resource_type,
+            id: version.id,
+        });
+    }
+    if !ctx.is_operator() {
+        // The policy may need the resource itself (patient compartment, categories).
+        let resource = serde_json::from_slice(&version.body)
+            .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
+        ctx.check(interaction, Some(&version.resource_type), Some(&resource))?;
+    }
+    let not_modified = match (
+        &request.conditions.if_none_match,
+        &request.conditions.if_modified_since,
+    ) {
+        (Some(tag), _) => tag.trim() == "*" || parse_etag(tag) == Some(version.version()),
+        (None, Some(since)) => store::parse_http_date(since)
+            // HTTP dates have whole seconds: compare at that precision.
+            .is_some_and(|since| version.last_updated_ms / 1000 <= since / 1000),
+        (None, None) => false,
+    };
+    let (status, body) = if not_modified {
+        (StatusCode::NOT_MODIFIED, Body::None)
+    } else {
+        (StatusCode::OK, Body::Raw(version.body.clone()))
+    };
+    Ok(FhirResponse {
+        status,
+        body,
+        version: Some(version.version()),
+        last_modified_ms: Some(version.last_updated_ms),
+        location: None,
+    })
+}
+
+pub fn not_found(resource_type: &str, id: &str) -> FhirError {
+    FhirError::NotFound(format!(
+        "{resource_type}/{} does not exist",
+        id.chars().take(64).collect::<String>()
+    ))
+}
