@@ -47,6 +47,19 @@ pub struct Config {
     pub tls: TlsConfig,
     pub eventstore: EventStoreConfig,
     pub http: HttpConfig,
+    pub service: ServiceConfig,
+}
+
+/// The organization published with the service base URL list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub organization_name: String,
+    pub organization_npi: String,
+    pub organization_address: Vec<String>,
+    pub organization_city: String,
+    pub organization_state: String,
+    pub organization_postal_code: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +239,18 @@ impl Config {
                 "eventstore.url must be a kurrentdb:// or esdb:// connection string (empty: embedded log)"
                     .into(),
             );
+        }
+        if self.service.organization_name.trim().is_empty() {
+            problems.push("service.organization_name must not be empty".into());
+        }
+        if !self.service.organization_npi.is_empty()
+            && (self.service.organization_npi.len() != 10
+                || !self.service.organization_npi.bytes().all(|b| b.is_ascii_digit()))
+        {
+            problems.push(format!(
+                "service.organization_npi = {:?} must be 10 digits",
+                self.service.organization_npi
+            ));
         }
         if self.http.max_body_bytes == 0 {
             problems.push("http.max_body_bytes must be greater than 0".into());

@@ -167,3 +167,70 @@ async fn metrics_expose_requests_log_and_projections_in_prometheus_format() {
         assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
     }
 }
+
+#[tokio::test]
+async fn the_service_base_url_list_is_public_cacheable_fhir() {
+    let server = Server::start();
+    let client = server.client();
+    let response = client
+        .get(server.url("/services-base-url"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/fhir+json");
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(response.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    let bundle: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    let entries = bundle["entry"].as_array().unwrap();
+    let endpoint = entries
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Endpoint")
+        .unwrap();
+    assert_eq!(
+        endpoint["resource"]["address"],
+        format!("{}/fhir/r4", server.base)
+    );
+    assert_eq!(
+        endpoint["resource"]["connectionType"]["code"],
+        "hl7-fhir-rest"
+    );
+    assert_eq!(endpoint["resource"]["status"], "active");
+    let organization = entries
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Organization")
+        .unwrap();
+    assert_eq!(
+        organization["resource"]["identifier"][0]["system"],
+        "http://hl7.org/fhir/sid/us-npi"
+    );
+    assert_eq!(
+        endpoint["resource"]["managingOrganization"]["reference"],
+        format!("Organization/{}", organization["resource"]["id"].as_str().unwrap())
+    );
+    // Both resources validate as FHIR R4 with the domain validator.
+    for entry in entries {
+        let issues = sphere_domain::fhir::validate(&entry["resource"]);
+        assert!(!sphere_domain::fhir::has_errors(&issues), "{issues:?}");
+    }
+    let again = client
+        .get(server.url("/services-base-url"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let ndjson = client
+        .get(server.url("/services-base-url.ndjson"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ndjson.lines().count(), 2);
+}

@@ -3,6 +3,7 @@
 pub mod health;
 pub mod metrics;
 pub mod server;
+pub mod service_base;
 pub mod tls;
 
 use std::sync::Arc;
@@ -23,6 +24,10 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(method_path)
         .and(
             health::routes(app.clone())
+                .or(metrics::routes(app.clone()))
+                .unify()
+                .or(service_base::routes(app.clone()))
+                .unify()
                 .or(crate::fhir::routes(app))
                 .unify()
                 .recover(recover)
