@@ -193,3 +193,47 @@ mod adapter {
         double.stop().await;
     }
 }
+
+mod cluster {
+    use std::sync::Arc;
+
+    use sphere::eventlog::kurrentdb::testserver::{DoubleOptions, ProtocolTestDouble};
+    use sphere::eventlog::kurrentdb::KurrentDbLog;
+    use sphere::eventlog::sqlite::SqliteLog;
+    use sphere::eventlog::{EventLog, ExpectedRevision, NewEvent, StreamWrite};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn multi_stream_commit_sent_to_a_follower_reaches_the_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let backing: Arc<dyn EventLog> = Arc::new(SqliteLog::open(dir.path()).unwrap());
+        let leader = ProtocolTestDouble::start(backing.clone()).await.unwrap();
+        let follower = ProtocolTestDouble::start_with(
+            backing.clone(),
+            DoubleOptions {
+                follower_of: Some(leader.address()),
+                ..DoubleOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let log = KurrentDbLog::connect(&follower.url()).await.unwrap();
+        let write = |stream: &str| StreamWrite {
+            stream: stream.into(),
+            expected: ExpectedRevision::NoStream,
+            events: vec![NewEvent::new("T", "{}")],
+        };
+        let results = log
+            .append_multi(vec![write("lead-a"), write("lead-b")])
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(backing.stream_revision("lead-a").await.unwrap(), Some(0));
+        assert_eq!(backing.stream_revision("lead-b").await.unwrap(), Some(0));
+        // Later commits go straight to the leader.
+        log.append_multi(vec![write("lead-c"), write("lead-d")])
+            .await
+            .unwrap();
+        follower.stop().await;
+        leader.stop().await;
+    }
+}

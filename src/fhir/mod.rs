@@ -15,7 +15,6 @@ pub mod format;
 pub mod interactions;
 pub mod outcome;
 pub mod request;
-pub mod search;
 pub mod store;
 
 use std::sync::Arc;

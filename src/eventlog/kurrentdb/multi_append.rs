@@ -6,9 +6,13 @@
 //! all and writes every event in one transaction or none. A server without the call answers
 //! `Unimplemented`, and the commit fails with [`EventLogError::Unavailable`]: Sphere never
 //! falls back to several independent appends, which could leave half a FHIR transaction.
+//! On a cluster, a follower's `not-leader` answer names the leader; the commit is resent
+//! there once and later commits go straight to it.
 
+use std::sync::{Arc, Mutex};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
 use tonic::{Code, Request};
 
 use super::metadata;
@@ -25,22 +29,25 @@ const EXPECT_NO_STREAM: i64 = -1;
 const EXPECT_ANY: i64 = -2;
 const EXPECT_EXISTS: i64 = -4;
 
-/// A client for KurrentDB's v2 streams service on the connection string's first node.
+/// A client for KurrentDB's v2 streams service: the connection string's first node, then
+/// whichever node it names as the cluster leader.
 #[derive(Clone)]
 pub(crate) struct MultiStreamAppender {
-    client: StreamsServiceClient<Channel>,
+    node: Arc<Mutex<Node>>,
+    tls: Option<ClientTlsConfig>,
     authorization: Option<MetadataValue<Ascii>>,
+}
+
+#[derive(Clone)]
+struct Node {
     target: String,
+    client: StreamsServiceClient<Channel>,
 }
 
 impl MultiStreamAppender {
     /// Prepares the channel; it connects on first use.
     pub(crate) fn new(conn: &ConnectionString) -> Result<Self, EventLogError> {
-        let scheme = if conn.secure { "https" } else { "http" };
-        let target = format!("{scheme}://{}:{}", conn.host, conn.port);
-        let mut endpoint = Endpoint::from_shared(target.clone())
-            .map_err(|e| EventLogError::Unavailable(format!("KurrentDB address {target}: {e}")))?;
-        if conn.secure {
+        let tls = if conn.secure {
             let mut tls = ClientTlsConfig::new().with_native_roots();
             if let Some(ca) = &conn.tls_ca_file {
                 let pem = std::fs::read(ca).map_err(|e| {
@@ -48,10 +55,10 @@ impl MultiStreamAppender {
                 })?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
             }
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| EventLogError::Unavailable(format!("KurrentDB TLS setup: {e}")))?;
-        }
+            Some(tls)
+        } else {
+            None
+        };
         let authorization = match &conn.credentials {
             Some((user, password)) => {
                 use base64::Engine as _;
@@ -63,11 +70,17 @@ impl MultiStreamAppender {
             }
             None => None,
         };
+        let node = connect_lazy(&conn.host, conn.port, tls.as_ref())?;
         Ok(Self {
-            client: StreamsServiceClient::new(endpoint.connect_lazy()),
+            node: Arc::new(Mutex::new(node)),
+            tls,
             authorization,
-            target,
         })
+    }
+
+    fn current(&self) -> Node {
+        // A poisoned lock only means another task panicked mid-swap; the node is still whole.
+        self.node.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Commits `writes` atomically; returns each stream's new revision, in order.
@@ -100,20 +113,30 @@ impl MultiStreamAppender {
                 })
             })
             .collect::<Result<Vec<_>, EventLogError>>()?;
-        let mut request = Request::new(MultiStreamAppendRequest { input });
-        if let Some(auth) = &self.authorization {
-            request.metadata_mut().insert("authorization", auth.clone());
-        }
-        // Writes must reach the leader of a cluster.
-        request
-            .metadata_mut()
-            .insert("requires-leader", MetadataValue::from_static("true"));
-        let mut client = self.client.clone();
-        let response = client
-            .multi_stream_append(request)
-            .await
-            .map_err(|status| self.status_error(status))?
-            .into_inner();
+        let message = MultiStreamAppendRequest { input };
+        let mut node = self.current();
+        let mut redirected = false;
+        let response = loop {
+            let mut request = Request::new(message.clone());
+            if let Some(auth) = &self.authorization {
+                request.metadata_mut().insert("authorization", auth.clone());
+            }
+            // Writes must reach the leader of a cluster; a follower names it.
+            request
+                .metadata_mut()
+                .insert("requires-leader", MetadataValue::from_static("true"));
+            match node.client.clone().multi_stream_append(request).await {
+                Ok(response) => break response.into_inner(),
+                Err(status) => match leader_of(&status) {
+                    Some((host, port)) if !redirected => {
+                        redirected = true;
+                        node = connect_lazy(&host, port, self.tls.as_ref())?;
+                        *self.node.lock().unwrap_or_else(|p| p.into_inner()) = node.clone();
+                    }
+                    _ => return Err(status_error(&node.target, status)),
+                },
+            }
+        };
         match response.result {
             Some(multi_stream_append_response::Result::Success(success)) => {
                 if success.output.len() != writes.len() {
@@ -144,28 +167,63 @@ impl MultiStreamAppender {
             )),
         }
     }
+}
 
-    fn status_error(&self, status: tonic::Status) -> EventLogError {
-        match status.code() {
-            Code::Unimplemented | Code::NotFound => EventLogError::Unavailable(format!(
-                "KurrentDB at {} does not offer the multi-stream append (KurrentDB 25.1 or later \
+fn status_error(target: &str, status: tonic::Status) -> EventLogError {
+    match status.code() {
+        Code::Unimplemented | Code::NotFound => EventLogError::Unavailable(format!(
+            "KurrentDB at {} does not offer the multi-stream append (KurrentDB 25.1 or later \
                  is required for atomic multi-stream commits): {}",
-                self.target,
-                status.message()
-            )),
-            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-                EventLogError::InvalidAppend(status.message().to_string())
-            }
-            Code::AlreadyExists => EventLogError::InvalidAppend(status.message().to_string()),
-            Code::Unauthenticated | Code::PermissionDenied => EventLogError::Unavailable(format!(
-                "KurrentDB refused the multi-stream append: access denied ({})",
-                status.message()
-            )),
-            _ => EventLogError::Unavailable(format!(
-                "KurrentDB multi-stream append failed: {status}"
-            )),
+            target,
+            status.message()
+        )),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            EventLogError::InvalidAppend(status.message().to_string())
         }
+        Code::AlreadyExists => EventLogError::InvalidAppend(status.message().to_string()),
+        Code::Unauthenticated | Code::PermissionDenied => EventLogError::Unavailable(format!(
+            "KurrentDB refused the multi-stream append: access denied ({})",
+            status.message()
+        )),
+        _ => EventLogError::Unavailable(format!("KurrentDB multi-stream append failed: {status}")),
     }
+}
+
+/// A lazily connecting client for one node.
+fn connect_lazy(
+    host: &str,
+    port: u16,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<Node, EventLogError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let target = format!("{scheme}://{host}:{port}");
+    let mut endpoint = Endpoint::from_shared(target.clone())
+        .map_err(|e| EventLogError::Unavailable(format!("KurrentDB address {target}: {e}")))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| EventLogError::Unavailable(format!("KurrentDB TLS setup: {e}")))?;
+    }
+    Ok(Node {
+        client: StreamsServiceClient::new(endpoint.connect_lazy()),
+        target,
+    })
+}
+
+/// The leader a follower names when it refuses a write (KurrentDB's `not-leader` answer).
+fn leader_of(status: &tonic::Status) -> Option<(String, u16)> {
+    let meta = status.metadata();
+    if meta.get("exception")?.to_str().ok()? != "not-leader" {
+        return None;
+    }
+    let host = meta.get("leader-endpoint-host")?.to_str().ok()?.to_string();
+    let port = meta
+        .get("leader-endpoint-port")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((host, port))
 }
 
 fn expected_to_v2(expected: ExpectedRevision) -> i64 {

@@ -58,6 +58,9 @@ pub struct DoubleOptions {
     pub multi_stream_append: bool,
     /// Where to listen; a free loopback port when `None`.
     pub address: Option<SocketAddr>,
+    /// Act as a cluster follower for the v2 multi-stream append: refuse it with KurrentDB's
+    /// `not-leader` answer naming this leader.
+    pub follower_of: Option<SocketAddr>,
 }
 
 impl Default for DoubleOptions {
@@ -65,6 +68,7 @@ impl Default for DoubleOptions {
         Self {
             multi_stream_append: true,
             address: None,
+            follower_of: None,
         }
     }
 }
@@ -102,6 +106,7 @@ impl ProtocolTestDouble {
         let service = Double {
             log,
             closing: closing_rx,
+            follower_of: options.follower_of,
         };
         // An older server simply lacks the v2 service: the client then gets `Unimplemented`.
         let v2 = options
@@ -167,6 +172,7 @@ impl Drop for ProtocolTestDouble {
 struct Double {
     log: Arc<dyn EventLog>,
     closing: watch::Receiver<bool>,
+    follower_of: Option<SocketAddr>,
 }
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<v1::ReadResp, Status>> + Send>>;
@@ -354,6 +360,25 @@ impl StreamsService for Double {
         &self,
         request: Request<v2::MultiStreamAppendRequest>,
     ) -> Result<Response<v2::MultiStreamAppendResponse>, Status> {
+        if let Some(leader) = self.follower_of {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert(
+                "exception",
+                tonic::metadata::MetadataValue::from_static("not-leader"),
+            );
+            if let (Ok(host), Ok(port)) = (
+                leader.ip().to_string().parse(),
+                leader.port().to_string().parse(),
+            ) {
+                metadata.insert("leader-endpoint-host", host);
+                metadata.insert("leader-endpoint-port", port);
+            }
+            return Err(Status::with_metadata(
+                tonic::Code::NotFound,
+                "Leader info available",
+                metadata,
+            ));
+        }
         let input = request.into_inner().input;
         if input.is_empty() {
             return Err(Status::invalid_argument(
