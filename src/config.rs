@@ -245,7 +245,11 @@ impl Config {
         }
         if !self.service.organization_npi.is_empty()
             && (self.service.organization_npi.len() != 10
-                || !self.service.organization_npi.bytes().all(|b| b.is_ascii_digit()))
+                || !self
+                    .service
+                    .organization_npi
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()))
         {
             problems.push(format!(
                 "service.organization_npi = {:?} must be 10 digits",

@@ -35,6 +35,7 @@ fn main() -> std::process::ExitCode {
             Command::Migrate(args) => cli::migrate::run(args).await,
             Command::Backup(args) => cli::backup::run_backup(&config, args),
             Command::Restore(args) => cli::backup::run_restore(&config, args),
+            Command::Generate(args) => cli::generate::run(args),
         }
     });
     match outcome {

@@ -13,7 +13,10 @@ async fn all_events(log: &SqliteLog) -> Vec<RecordedEvent> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = log.read_all(after, &EventFilter::all(), 5000).await.unwrap();
+        let page = log
+            .read_all(after, &EventFilter::all(), 5000)
+            .await
+            .unwrap();
         let done = page.len() < 5000;
         after = page.last().map(|e| e.position).or(after);
         out.extend(page);
@@ -45,7 +48,10 @@ async fn a_backup_taken_while_writing_restores_and_replays_to_the_same_state() {
         log.append(
             &format!("Patient-{}", i % 20),
             ExpectedRevision::Any,
-            vec![NewEvent::new("ResourceUpdated", format!(r#"{{"n":{i},"v":1.50}}"#))],
+            vec![NewEvent::new(
+                "ResourceUpdated",
+                format!(r#"{{"n":{i},"v":1.50}}"#),
+            )],
         )
         .await
         .unwrap();
@@ -86,14 +92,22 @@ async fn a_backup_taken_while_writing_restores_and_replays_to_the_same_state() {
     .unwrap();
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(backup_dir.join("backup.json")).unwrap()).unwrap();
     let head = manifest["head"].as_u64().unwrap();
     assert!(head >= 200);
 
     let out = run(&["restore", backup_dir.to_str().unwrap()], &restored);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(restored.join("keys/signing.pem").is_file());
 
     // The restored log is exactly the live log's prefix up to the backup's head.
@@ -112,10 +126,9 @@ async fn a_backup_taken_while_writing_restores_and_replays_to_the_same_state() {
     // Replaying it rebuilds the projection to the same state.
     let out = run(&["rebuild", "stats"], &restored);
     assert!(out.status.success());
-    let stats: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(restored.join("projections/stats.json")).unwrap(),
-    )
-    .unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(restored.join("projections/stats.json")).unwrap())
+            .unwrap();
     assert_eq!(stats["events"].as_u64().unwrap(), prefix.len() as u64);
     assert_eq!(stats["checkpoint"].as_u64().unwrap(), head);
 }
@@ -125,19 +138,32 @@ async fn restore_refuses_to_replace_a_log_without_force() {
     let root = tempfile::tempdir().unwrap();
     let a = root.path().join("a");
     let log = SqliteLog::open(&a).unwrap();
-    log.append("Patient-1", ExpectedRevision::Any, vec![NewEvent::new("E", "{}")])
-        .await
-        .unwrap();
+    log.append(
+        "Patient-1",
+        ExpectedRevision::Any,
+        vec![NewEvent::new("E", "{}")],
+    )
+    .await
+    .unwrap();
     log.close().await.unwrap();
     let backup_dir = root.path().join("b");
-    assert!(run(&["backup", backup_dir.to_str().unwrap()], &a).status.success());
+    assert!(run(&["backup", backup_dir.to_str().unwrap()], &a)
+        .status
+        .success());
     let again = run(&["backup", backup_dir.to_str().unwrap()], &a);
-    assert!(!again.status.success(), "backing up into a non-empty folder is refused");
+    assert!(
+        !again.status.success(),
+        "backing up into a non-empty folder is refused"
+    );
     let out = run(&["restore", backup_dir.to_str().unwrap()], &a);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     let out = run(&["restore", backup_dir.to_str().unwrap(), "--force"], &a);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -154,9 +180,8 @@ async fn metrics_expose_requests_log_and_projections_in_prometheus_format() {
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
     let text = response.text().await.unwrap();
-    assert!(text.contains(
-        "sphere_http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"}"
-    ));
+    assert!(text
+        .contains("sphere_http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"}"));
     assert!(text.contains("sphere_http_request_duration_seconds_bucket{route=\"/health\""));
     assert!(text.contains("sphere_eventlog_head_position"));
     assert!(text.contains("sphere_projection_applied_position{projection=\"stats\"}"));
@@ -210,7 +235,10 @@ async fn the_service_base_url_list_is_public_cacheable_fhir() {
     );
     assert_eq!(
         endpoint["resource"]["managingOrganization"]["reference"],
-        format!("Organization/{}", organization["resource"]["id"].as_str().unwrap())
+        format!(
+            "Organization/{}",
+            organization["resource"]["id"].as_str().unwrap()
+        )
     );
     // Both resources validate as FHIR R4 with the domain validator.
     for entry in entries {

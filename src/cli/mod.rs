@@ -1,6 +1,7 @@
 //! The `sphere` command line.
 
 pub mod backup;
+pub mod generate;
 pub mod log;
 pub mod migrate;
 pub mod rebuild;
@@ -43,6 +44,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup into the data directory.
     Restore(backup::RestoreArgs),
+    /// Write a deterministic synthetic US Core population as Bundles or NDJSON.
+    Generate(generate::GenerateArgs),
 }
 
 impl Cli {

@@ -20,7 +20,14 @@ pub fn routes(
 }
 
 async fn render(app: Arc<App>) -> warp::reply::Response {
-    let head = app.log.head().await.ok().flatten().map(|p| p.0).unwrap_or(0);
+    let head = app
+        .log
+        .head()
+        .await
+        .ok()
+        .flatten()
+        .map(|p| p.0)
+        .unwrap_or(0);
     let mut extra = String::new();
     let _ = writeln!(
         extra,

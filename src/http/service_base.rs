@@ -112,17 +112,26 @@ pub fn routes(
     as_bundle.or(as_ndjson).unify()
 }
 
-fn cacheable(body: Vec<u8>, content_type: &'static str, if_none_match: Option<String>) -> warp::reply::Response {
+fn cacheable(
+    body: Vec<u8>,
+    content_type: &'static str,
+    if_none_match: Option<String>,
+) -> warp::reply::Response {
     let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
     let not_modified = if_none_match
-        .map(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag))
+        .map(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        })
         .unwrap_or(false);
     let mut response = if not_modified {
         warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response()
     } else {
         let mut r = warp::reply::Response::new(body.into());
-        r.headers_mut()
-            .insert(warp::http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
         r
     };
     let headers = response.headers_mut();
@@ -133,9 +142,6 @@ fn cacheable(body: Vec<u8>, content_type: &'static str, if_none_match: Option<St
         warp::http::header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
     );
-    headers.insert(
-        "access-control-allow-origin",
-        HeaderValue::from_static("*"),
-    );
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
     response
 }

@@ -58,11 +58,8 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<BackupManifest, BackupEr
     let snapshot = schema::database_path(target);
     // Read-write only so that SQLite may create the snapshot file; the source is only read.
     let conn = schema::connect(&source, false).map_err(|e| BackupError::Sqlite(e.to_string()))?;
-    conn.execute(
-        "VACUUM INTO ?1",
-        [snapshot.to_string_lossy().into_owned()],
-    )
-    .map_err(|e| BackupError::Sqlite(e.to_string()))?;
+    conn.execute("VACUUM INTO ?1", [snapshot.to_string_lossy().into_owned()])
+        .map_err(|e| BackupError::Sqlite(e.to_string()))?;
     drop(conn);
     for dir in COPIED_DIRS {
         copy_dir(&data_dir.join(dir), &target.join(dir))?;
@@ -131,11 +128,9 @@ pub fn restore(
 
 fn describe(database: &Path) -> Result<BackupManifest, BackupError> {
     // A plain read-only connection: the snapshot is not in WAL mode and must not be changed.
-    let conn = rusqlite::Connection::open_with_flags(
-        database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .map_err(|e| BackupError::Sqlite(format!("{}: {e}", database.display())))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| BackupError::Sqlite(format!("{}: {e}", database.display())))?;
     let (head, events): (i64, i64) = conn
         .query_row(
             "SELECT COALESCE(MAX(global_position), 0), COUNT(*) FROM events",

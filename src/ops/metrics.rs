@@ -194,7 +194,9 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
-        out.push_str("# HELP sphere_eventlog_commit_duration_seconds Group commit time, including fsync.\n");
+        out.push_str(
+            "# HELP sphere_eventlog_commit_duration_seconds Group commit time, including fsync.\n",
+        );
         out.push_str("# TYPE sphere_eventlog_commit_duration_seconds histogram\n");
         log.commit_latency
             .render(&mut out, "sphere_eventlog_commit_duration_seconds", "");

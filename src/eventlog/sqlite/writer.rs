@@ -8,8 +8,8 @@
 //! below N: live subscriptions cannot race past a gap.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -112,7 +112,8 @@ impl Writer {
                 .filter(|(_, o)| o.is_ok())
                 .map(|(r, _)| r.writes.iter().map(|w| w.events.len()).sum::<usize>())
                 .sum();
-            m.events_appended.fetch_add(events as u64, Ordering::Relaxed);
+            m.events_appended
+                .fetch_add(events as u64, Ordering::Relaxed);
             self.last_commit_ms = commit_ms;
             let newest = outcomes
                 .iter()
