@@ -3,7 +3,9 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sphere_projections::search_index::{SearchIndex, SearchIndexProjection};
 use sphere_projections::stats::{LogStatistics, StatsProjection};
+use sphere_projections::token_status::TokenStatusProjection;
 
 use crate::config::Config;
 use crate::eventlog::sqlite::SqliteLog;
@@ -16,12 +18,18 @@ pub enum StartError {
     Log(#[from] EventLogError),
     #[error(transparent)]
     Projection(#[from] sphere_projections::ProjectionError),
+    #[error(transparent)]
+    Keys(#[from] crate::smart::KeyError),
 }
 
 pub struct App {
     pub config: Config,
     pub log: Arc<dyn EventLog>,
     pub stats: Arc<RwLock<LogStatistics>>,
+    /// The FHIR search index (read side); searches wait for it with `wait_for_projections`.
+    pub search: SearchIndex,
+    /// The SMART authorization server's keys and token-status view.
+    pub smart: Arc<crate::smart::Smart>,
     projections: Vec<ProjectionHandle>,
 }
 
@@ -46,11 +54,29 @@ impl App {
         let log = open_log(&config).await?;
         let stats = StatsProjection::open(&projection::projections_dir(&config.data_dir))?;
         let stats_view = stats.view();
-        let projections = vec![runner::spawn(log.clone(), stats)];
+        let search = SearchIndexProjection::open(
+            &projection::search_dir(&config.data_dir),
+            &config.fhir_base_url(),
+        )?;
+        let search_view = search.handle();
+        let search_handle = runner::spawn(log.clone(), search);
+        let token_status = TokenStatusProjection::new();
+        let token_status_view = token_status.view();
+        let token_status_handle = runner::spawn(log.clone(), token_status);
+        let smart = Arc::new(crate::smart::Smart::new(
+            &config,
+            token_status_view,
+            token_status_handle.clone(),
+        )?);
+        crate::smart::bearer::install(&smart);
+        let mut projections = vec![runner::spawn(log.clone(), stats), token_status_handle];
+        projections.push(search_handle);
         Ok(Arc::new(Self {
             config,
             log,
             stats: stats_view,
+            search: search_view,
+            smart,
             projections,
         }))
     }

@@ -34,6 +34,11 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "http.max_body_bytes",
         "request body limit",
     ),
+    (
+        "SPHERE_SMART_APPROVAL_REQUIRED",
+        "smart.approval_required",
+        "true: new apps wait for an operator",
+    ),
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +53,10 @@ pub struct Config {
     pub eventstore: EventStoreConfig,
     pub http: HttpConfig,
     pub service: ServiceConfig,
+    pub smart: SmartConfig,
+    /// Bulk Data export; every key has a default, so the section may be left out.
+    #[serde(default)]
+    pub bulk: crate::bulk::BulkConfig,
 }
 
 /// The organization published with the service base URL list.
@@ -82,6 +91,17 @@ pub struct HttpConfig {
     pub max_body_bytes: u64,
     pub consistency_wait_ms: u64,
     pub shutdown_grace_ms: u64,
+}
+
+/// The SMART authorization server's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartConfig {
+    pub access_token_seconds: u64,
+    pub refresh_token_days: u64,
+    pub approval_required: bool,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
 }
 
 /// Values from command-line flags; they win over everything else.
@@ -143,7 +163,7 @@ impl Config {
         for (name, key, _) in ENVIRONMENT {
             if let Some(value) = env(name) {
                 builder = match *key {
-                    "tls.enabled" => match parse_bool(&value) {
+                    "tls.enabled" | "smart.approval_required" => match parse_bool(&value) {
                         Some(b) => set(builder, key, b, &mut problems),
                         None => {
                             problems.push(format!("{name}={value:?} must be true or false"));
@@ -255,6 +275,19 @@ impl Config {
                 "service.organization_npi = {:?} must be 10 digits",
                 self.service.organization_npi
             ));
+        }
+        if self.smart.access_token_seconds == 0 || self.smart.access_token_seconds > 3600 {
+            problems.push("smart.access_token_seconds must be between 1 and 3600".into());
+        }
+        if self.smart.refresh_token_days < 90 {
+            problems.push(
+                "smart.refresh_token_days must be at least 90 (offline_access lasts three months)"
+                    .into(),
+            );
+        }
+        if self.smart.rate_limit_per_second == 0 || self.smart.rate_limit_burst == 0 {
+            problems
+                .push("smart.rate_limit_per_second and rate_limit_burst must be above 0".into());
         }
         if self.http.max_body_bytes == 0 {
             problems.push("http.max_body_bytes must be greater than 0".into());

@@ -36,6 +36,8 @@ fn main() -> std::process::ExitCode {
             Command::Backup(args) => cli::backup::run_backup(&config, args),
             Command::Restore(args) => cli::backup::run_restore(&config, args),
             Command::Generate(args) => cli::generate::run(args),
+            Command::Apps(args) => sphere::smart::cli::run_apps(config, args).await,
+            Command::Users(args) => sphere::smart::cli::run_users(config, args).await,
         }
     });
     match outcome {

@@ -1,7 +1,9 @@
 //! The FHIR REST interactions (not search) as a client meets them: the real server over TLS.
 
+mod fhir_common;
 mod support;
 
+use fhir_common::authorized_client;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use support::Server;
@@ -60,7 +62,7 @@ async fn assert_outcome(r: reqwest::Response, status: StatusCode) -> Value {
 #[tokio::test]
 async fn create_then_read_returns_exactly_the_stored_resource_with_version_headers() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let r = client
         .post(server.url("/fhir/r4/Patient"))
         .header("content-type", FHIR_JSON)
@@ -129,7 +131,7 @@ async fn create_then_read_returns_exactly_the_stored_resource_with_version_heade
 #[tokio::test]
 async fn update_versions_a_resource_and_vread_and_history_page_through_them() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let (id, mut resource) = create(&client, &server, &patient("Hopper")).await;
     for n in 2..=5 {
         resource["gender"] = json!(if n % 2 == 0 { "male" } else { "female" });
@@ -213,7 +215,7 @@ async fn update_versions_a_resource_and_vread_and_history_page_through_them() {
 #[tokio::test]
 async fn concurrent_updates_with_the_same_if_match_never_both_win() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let (id, resource) = create(&client, &server, &patient("Turing")).await;
     let mut tasks = Vec::new();
     for _ in 0..12 {
@@ -257,7 +259,7 @@ async fn concurrent_updates_with_the_same_if_match_never_both_win() {
 #[tokio::test]
 async fn update_as_create_and_prefer_return_minimal_and_operation_outcome() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let mut p = patient("Curie");
     p["id"] = json!("chosen-id");
     let r = client
@@ -290,7 +292,7 @@ async fn update_as_create_and_prefer_return_minimal_and_operation_outcome() {
 #[tokio::test]
 async fn a_deleted_resource_reads_as_410_gone() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let (id, _) = create(&client, &server, &patient("Noether")).await;
     let url = server.url(&format!("/fhir/r4/Patient/{id}"));
     let r = client.delete(&url).send().await.unwrap();
@@ -329,7 +331,7 @@ async fn a_deleted_resource_reads_as_410_gone() {
 #[tokio::test]
 async fn transaction_rewrites_urn_uuid_references_and_commits_everything() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let bundle = json!({
         "resourceType": "Bundle",
         "type": "transaction",
@@ -375,7 +377,7 @@ async fn transaction_rewrites_urn_uuid_references_and_commits_everything() {
 #[tokio::test]
 async fn a_failed_transaction_leaves_no_trace() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let (id, existing) = create(&client, &server, &patient("Meitner")).await;
     let before: Value = client
         .get(server.url("/fhir/r4/_history?_count=1000"))
@@ -445,7 +447,7 @@ async fn a_failed_transaction_leaves_no_trace() {
 #[tokio::test]
 async fn batch_entries_succeed_or_fail_on_their_own() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let (id, _) = create(&client, &server, &patient("Lamarr")).await;
     let bundle = json!({
         "resourceType": "Bundle",
@@ -488,7 +490,7 @@ async fn batch_entries_succeed_or_fail_on_their_own() {
 #[tokio::test]
 async fn conditional_create_finds_the_existing_resource_instead_of_writing() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let (id, _) = create(&client, &server, &patient("Goodall")).await;
     let r = client
         .post(server.url("/fhir/r4/Patient"))
@@ -519,7 +521,7 @@ async fn bad_input_gets_an_operation_outcome_and_writes_nothing() {
         &[],
         &[("SPHERE_MAX_BODY_BYTES", "4096")],
     );
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let post = |body: String, content_type: &'static str| {
         client
             .post(server.url("/fhir/r4/Patient"))
@@ -637,7 +639,7 @@ async fn bad_input_gets_an_operation_outcome_and_writes_nothing() {
 #[tokio::test]
 async fn metadata_is_a_capability_statement_with_smart_and_bulk_data_and_cors() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     for path in ["/metadata", "/fhir/r4/metadata"] {
         let r = client
             .get(server.url(path))
@@ -715,7 +717,7 @@ async fn metadata_is_a_capability_statement_with_smart_and_bulk_data_and_cors() 
 #[tokio::test]
 async fn validate_operation_reports_issues_without_writing() {
     let server = Server::start();
-    let client = server.client();
+    let client = authorized_client(&server).await;
     let r = client
         .post(server.url("/fhir/r4/Patient/$validate"))
         .header("content-type", FHIR_JSON)

@@ -52,6 +52,9 @@ pub struct Grant {
     pub context: LaunchContext,
     pub created_ms: i64,
     pub revoked: bool,
+    /// Revision of the grant's stream after its last event: refresh-token rotation appends
+    /// with this as the expected revision, so a token used twice concurrently rotates once.
+    pub revision: u64,
     /// The grant's current refresh token (hash, scope, expiry); rotation replaces it.
     pub refresh: Option<(String, String, i64)>,
     pub access_tokens: Vec<String>,
@@ -109,7 +112,8 @@ impl TokenStatus {
         grants
     }
 
-    fn apply(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    /// Folds one event into the view (the CLI folds streams it reads itself).
+    pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
         let bad = |e: serde_json::Error| ProjectionError::BadEvent {
             position: event.position,
             message: e.to_string(),
@@ -186,6 +190,7 @@ impl TokenStatus {
                         context: g.context,
                         created_ms: g.created_ms,
                         revoked: false,
+                        revision: event.revision,
                         refresh: None,
                         access_tokens: Vec::new(),
                     },
@@ -195,7 +200,7 @@ impl TokenStatus {
                 let t: ev::AccessTokenIssued = event.json().map_err(bad)?;
                 if let Some(grant) = self.grants.get_mut(&id) {
                     grant.access_tokens.push(t.jti.clone());
-                    self.access.insert(t.jti, id);
+                    self.access.insert(t.jti, id.clone());
                 }
             }
             (ev::GRANT, ev::REFRESH_TOKEN_ISSUED) => {
@@ -204,7 +209,7 @@ impl TokenStatus {
                     if let Some((old, _, _)) = grant.refresh.take() {
                         self.refresh.remove(&old);
                     }
-                    self.refresh.insert(t.token_hash.clone(), id);
+                    self.refresh.insert(t.token_hash.clone(), id.clone());
                     grant.refresh = Some((t.token_hash, t.scope, t.expires_ms));
                 }
             }
@@ -217,6 +222,11 @@ impl TokenStatus {
                 }
             }
             _ => {}
+        }
+        if event.category() == ev::GRANT {
+            if let Some(grant) = self.grants.get_mut(&id) {
+                grant.revision = event.revision;
+            }
         }
         Ok(())
     }
@@ -255,12 +265,7 @@ fn poisoned() -> ProjectionError {
     ProjectionError::Storage("token-status view lock poisoned".into())
 }
 
-const CATEGORIES: &[&str] = &[
-    ev::APP,
-    ev::USER,
-    ev::LAUNCH,
-    ev::GRANT,
-];
+const CATEGORIES: &[&str] = &[ev::APP, ev::USER, ev::LAUNCH, ev::GRANT];
 
 impl Projection for TokenStatusProjection {
     fn name(&self) -> &'static str {
@@ -312,12 +317,30 @@ mod tests {
     fn revoking_a_grant_ends_its_access_and_refresh_tokens() {
         let mut p = TokenStatusProjection::new();
         let view = p.view();
-        p.apply(&event(1, "grant-g1", ev::GRANT_CREATED, serde_json::json!({
-            "grant_id": "g1", "client_id": "c", "username": "u", "scope": "openid",
-            "context": {}, "created_ms": 1
-        }))).unwrap();
-        p.apply(&event(2, "grant-g1", ev::ACCESS_TOKEN_ISSUED, serde_json::json!({"jti": "j1", "scope": "openid", "expires_ms": 10}))).unwrap();
-        p.apply(&event(3, "grant-g1", ev::REFRESH_TOKEN_ISSUED, serde_json::json!({"token_hash": "h1", "scope": "openid", "expires_ms": 100}))).unwrap();
+        p.apply(&event(
+            1,
+            "grant-g1",
+            ev::GRANT_CREATED,
+            serde_json::json!({
+                "grant_id": "g1", "client_id": "c", "username": "u", "scope": "openid",
+                "context": {}, "created_ms": 1
+            }),
+        ))
+        .unwrap();
+        p.apply(&event(
+            2,
+            "grant-g1",
+            ev::ACCESS_TOKEN_ISSUED,
+            serde_json::json!({"jti": "j1", "scope": "openid", "expires_ms": 10}),
+        ))
+        .unwrap();
+        p.apply(&event(
+            3,
+            "grant-g1",
+            ev::REFRESH_TOKEN_ISSUED,
+            serde_json::json!({"token_hash": "h1", "scope": "openid", "expires_ms": 100}),
+        ))
+        .unwrap();
         p.commit(Position(3)).unwrap();
         {
             let v = view.read().unwrap();
@@ -326,9 +349,24 @@ mod tests {
             assert!(v.active_refresh("h1", 150).is_none());
             assert_eq!(v.grants_of("c", "u").len(), 1);
         }
-        p.apply(&event(4, "grant-g1", ev::REFRESH_TOKEN_ISSUED, serde_json::json!({"token_hash": "h2", "scope": "openid", "expires_ms": 100}))).unwrap();
-        assert!(view.read().unwrap().active_refresh("h1", 50).is_none(), "rotated");
-        p.apply(&event(5, "grant-g1", ev::GRANT_REVOKED, serde_json::json!({"reason": "user"}))).unwrap();
+        p.apply(&event(
+            4,
+            "grant-g1",
+            ev::REFRESH_TOKEN_ISSUED,
+            serde_json::json!({"token_hash": "h2", "scope": "openid", "expires_ms": 100}),
+        ))
+        .unwrap();
+        assert!(
+            view.read().unwrap().active_refresh("h1", 50).is_none(),
+            "rotated"
+        );
+        p.apply(&event(
+            5,
+            "grant-g1",
+            ev::GRANT_REVOKED,
+            serde_json::json!({"reason": "user"}),
+        ))
+        .unwrap();
         p.commit(Position(5)).unwrap();
         let v = view.read().unwrap();
         assert!(v.active_access("j1").is_none());

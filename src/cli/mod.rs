@@ -46,6 +46,10 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// Write a deterministic synthetic US Core population as Bundles or NDJSON.
     Generate(generate::GenerateArgs),
+    /// Register and manage SMART apps.
+    Apps(crate::smart::cli::AppsArgs),
+    /// Manage the user directory (patients and practitioners who sign in).
+    Users(crate::smart::cli::UsersArgs),
 }
 
 impl Cli {

@@ -32,7 +32,7 @@ pub async fn run(config: Config, args: &RebuildArgs) -> anyhow::Result<()> {
     };
     let log = open_log(&config).await?;
     for name in names {
-        let mut target = projection::open(name, &config.data_dir)?;
+        let mut target = projection::open(name, &config)?;
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template("{prefix:>10} [{bar:40}] {percent:>3}% {msg} (ETA {eta})")

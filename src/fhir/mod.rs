@@ -15,6 +15,7 @@ pub mod format;
 pub mod interactions;
 pub mod outcome;
 pub mod request;
+pub mod search;
 pub mod store;
 
 use std::sync::Arc;
@@ -96,10 +97,13 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         )
         .and(warp::header::headers_cloned())
         .map(|headers: HeaderMap| preflight(&headers));
-    // The search module takes whatever `classify` left alone:
-    // `.or(search::routes(app.clone())).unify()` goes here once `src/fhir/search/` lands.
-    let _ = &app;
-    preflight.or(interactions).unify().boxed()
+    // The search module takes whatever `classify` left alone.
+    preflight
+        .or(interactions)
+        .unify()
+        .or(search::routes(app))
+        .unify()
+        .boxed()
 }
 
 async fn handle<S, B>(
@@ -160,9 +164,15 @@ where
     };
     let mut http = render(response, format, &base, head_only);
     if http.status() == StatusCode::UNAUTHORIZED {
+        // RFC 6750 3.1: a presented token that failed validation is `invalid_token`.
+        let challenge = if headers.contains_key(warp::http::header::AUTHORIZATION) {
+            "Bearer realm=\"sphere\", error=\"invalid_token\""
+        } else {
+            "Bearer realm=\"sphere\""
+        };
         http.headers_mut().insert(
             warp::http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"sphere\""),
+            HeaderValue::from_static(challenge),
         );
     }
     http

@@ -23,10 +23,16 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     started
         .and(method_path)
         .and(
-            health::routes(app.clone())
+            // Bulk first: before the FHIR routes so `$export` and the status and file URLs
+            // match first, and before any route that reads the body and then rejects.
+            crate::bulk::routes(app.clone())
+                .or(health::routes(app.clone()))
+                .unify()
                 .or(metrics::routes(app.clone()))
                 .unify()
                 .or(service_base::routes(app.clone()))
+                .unify()
+                .or(crate::smart::routes(app.clone()))
                 .unify()
                 .or(crate::fhir::routes(app))
                 .unify()

@@ -153,7 +153,10 @@ impl ResourceScope {
         };
         let (resource_type, permission) = target.rsplit_once('.')?;
         let type_ok = resource_type == "*"
-            || (resource_type.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            || (resource_type
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase())
                 && resource_type.chars().all(|c| c.is_ascii_alphanumeric()));
         if !type_ok {
             return None;
@@ -303,7 +306,10 @@ pub const CONTEXT_SCOPES: &[(&str, &str)] = &[
         "launch/patient",
         "Let the app know which patient's record is open",
     ),
-    ("launch/encounter", "Let the app know which encounter is open"),
+    (
+        "launch/encounter",
+        "Let the app know which encounter is open",
+    ),
     (
         "offline_access",
         "Keep access when you are not using the app (until you revoke it)",
@@ -513,12 +519,7 @@ pub const GRANULAR_CATEGORIES: &[(&str, &str, &[&str])] = &[
     (
         "Observation",
         "http://terminology.hl7.org/CodeSystem/observation-category",
-        &[
-            "laboratory",
-            "social-history",
-            "survey",
-            "vital-signs",
-        ],
+        &["laboratory", "social-history", "survey", "vital-signs"],
     ),
     (
         "Observation",
@@ -649,6 +650,8 @@ mod tests {
         let s = ScopeSet::parse("patient/Condition.rs");
         let choices = granular_choices(s.resource_scopes().next().unwrap());
         assert_eq!(choices.len(), 3);
-        assert!(choices.iter().all(|c| ScopeSet::parse(c).resource_scopes().count() == 1));
+        assert!(choices
+            .iter()
+            .all(|c| ScopeSet::parse(c).resource_scopes().count() == 1));
     }
 }

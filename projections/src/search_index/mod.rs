@@ -24,7 +24,9 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::{Projection, ProjectionError};
 
 pub use schema::Fields;
-pub use snapshot::{Hit, SearchIndexError, Snapshot, SortKey, StoredResource};
+pub use snapshot::{order_hits, Hit, SearchIndexError, Snapshot, SortKey, StoredResource};
+/// Where a hit lives in the index (re-exported so callers need no tantivy dependency).
+pub use tantivy::DocAddress;
 
 /// Memory tantivy may buffer before it writes a segment (more: fewer, larger segments while
 /// rebuilding).
@@ -35,7 +37,6 @@ const DOC_STORE_CACHE_BLOCKS: usize = 256;
 /// The search projection (the writing side).
 pub struct SearchIndexProjection {
     dir: PathBuf,
-    index: Index,
     writer: IndexWriter,
     reader: IndexReader,
     fields: Fields,
@@ -71,8 +72,9 @@ impl SearchIndexProjection {
                 Ok(i) if schema::fields_of(&i.schema()).is_some() && i.schema() == schema => {
                     index = Some(i)
                 }
+                // Another schema or a damaged index: drop it, and the runner replays the log
+                // into a fresh one (the checkpoint goes with the files).
                 Ok(_) | Err(_) => {
-                    tracing_free_warn(dir);
                     std::fs::remove_dir_all(dir).map_err(storage)?;
                     std::fs::create_dir_all(dir).map_err(storage)?;
                 }
@@ -104,7 +106,6 @@ impl SearchIndexProjection {
             .map_err(storage)?;
         Ok(Self {
             dir: dir.to_owned(),
-            index,
             writer,
             reader,
             fields,
@@ -124,6 +125,11 @@ impl SearchIndexProjection {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Resources in the last commit.
+    pub fn num_resources(&self) -> u64 {
+        self.reader.searcher().num_docs()
     }
 
     fn document(
@@ -158,12 +164,6 @@ impl SearchIndexProjection {
         document::add_parameters(&mut doc, f, resource_type, &json, &self.base_url);
         Ok(doc)
     }
-}
-
-/// The projections crate logs nothing itself (no tracing dependency); the runner reports the
-/// rebuild that follows.
-fn tracing_free_warn(dir: &Path) {
-    let _ = dir;
 }
 
 impl Projection for SearchIndexProjection {
@@ -217,7 +217,6 @@ impl Projection for SearchIndexProjection {
             .map_err(storage)?;
         self.reader.reload().map_err(storage)?;
         self.checkpoint = None;
-        let _ = &self.index;
         Ok(())
     }
 }

@@ -148,7 +148,7 @@ impl Snapshot {
                 });
             }
             let descending: Vec<bool> = query.sort.iter().map(|s| s.descending).collect();
-            hits.sort_by(|a, b| compare_hits(a, b, &descending));
+            hits.sort_by(|a, b| order_hits(a, b, &descending));
         } else {
             let addresses: Vec<DocAddress> = candidates.into_iter().map(|(a, _)| a).collect();
             let ids = self.ids_of(&addresses)?;
@@ -243,7 +243,7 @@ impl Snapshot {
         };
         let terms: Vec<Term> = codes
             .iter()
-            .flat_map(|c| targets.iter().map(move |t| self.term_of(*c, t)))
+            .flat_map(|c| targets.iter().map(move |t| self.term_of(c, t)))
             .collect();
         let q = BooleanQuery::new(vec![
             (Occur::Must, self.type_query(source_type)),
@@ -658,7 +658,7 @@ fn prefix_query(field: Field, prefix: &str) -> Box<dyn Query> {
     ))
 }
 
-fn compare_hits(a: &Hit, b: &Hit, descending: &[bool]) -> Ordering {
+pub fn order_hits(a: &Hit, b: &Hit, descending: &[bool]) -> Ordering {
     for ((ka, kb), desc) in a.keys.iter().zip(&b.keys).zip(descending) {
         let o = match (ka, kb) {
             // Missing last in both directions.

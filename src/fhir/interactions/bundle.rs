@@ -27,7 +27,7 @@ use crate::app::App;
 use crate::eventlog::{EventLogError, ExpectedRevision};
 
 /// One Bundle entry, parsed.
-struct Entry {
+pub(super) struct Entry {
     method: EntryMethod,
     route: Option<Route>,
     query: Vec<(String, String)>,
@@ -83,7 +83,7 @@ pub async fn bundle(
     }
 }
 
-fn parse_entry(base: &str, entry: Value) -> Result<Entry, FhirError> {
+pub(super) fn parse_entry(base: &str, entry: Value) -> Result<Entry, FhirError> {
     let Value::Object(mut entry) = entry else {
         return Err(FhirError::BadRequest("an entry must be an object".into()));
     };

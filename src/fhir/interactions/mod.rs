@@ -13,6 +13,9 @@ pub mod read;
 pub mod update;
 pub mod validate;
 
+#[cfg(test)]
+mod proptests;
+
 use std::future::Future;
 use std::pin::Pin;
 

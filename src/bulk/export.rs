@@ -1,0 +1,523 @@
+//! The export itself: from a job's request to NDJSON files and a manifest, reading the event
+//! log and nothing else.
+//!
+//! The window is the log after `since_position` (or from the start) up to the job's position.
+//! Pass one finds the last event of each resource in the window (positions only, so memory is
+//! a few dozen bytes per resource); pass two reads the window again and writes each resource's
+//! last version if it is in the population. Pass two pipelines reading (async) and
+//! materializing (a blocking thread: JSON parsing, compartment checks, file writes) through a
+//! small bounded channel, which keeps both cores busy and memory bounded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use sphere_domain::fhir::compartment::{in_patient_compartment, patient_compartment_params};
+use sphere_domain::fhir::search_parameters::{search_parameter, SearchParamDef};
+use sphere_domain::resource::{
+    is_resource_event, RESOURCE_CREATED, RESOURCE_DELETED, RESOURCE_UPDATED,
+};
+
+use super::job::{ExportLevel, ExportRequested};
+use super::storage::{ExportStorage, PartFile};
+use crate::eventlog::{
+    Direction, EventFilter, EventLog, EventLogError, Position, RecordedEvent, StreamStart,
+};
+
+/// Events per log read.
+const PAGE: usize = 4096;
+
+/// Manifest extension key holding the log position the export read to.
+pub const POSITION_EXTENSION: &str =
+    "https://sphere-ehr.dev/fhir/StructureDefinition/export-position";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+    #[error("writing export files failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("Group/{0} does not exist at the export's position")]
+    GroupNotFound(String),
+    #[error("the export was cancelled")]
+    Cancelled,
+    #[error("the export worker stopped unexpectedly")]
+    Worker,
+}
+
+/// What the export produced, before it becomes a manifest.
+#[derive(Debug, Default, Clone)]
+pub struct ExportFiles {
+    /// (resource type, file name, count), in type order.
+    pub output: Vec<(String, String, u64)>,
+    /// The deleted-resources file and its count, when there were deletions.
+    pub deleted: Option<(String, u64)>,
+}
+
+/// The members of `Group/{id}` as of `end`: the `Patient` ids of `member.entity`, leaving out
+/// members marked inactive.
+pub async fn group_members(
+    log: &dyn EventLog,
+    group_id: &str,
+    end: u64,
+) -> Result<Option<HashSet<String>>, ExportError> {
+    let stream = sphere_domain::resource::stream_name("Group", group_id);
+    let mut last: Option<RecordedEvent> = None;
+    let mut start = 0;
+    loop {
+        let page = log
+            .read_stream(
+                &stream,
+                Direction::Forwards,
+                StreamStart::Revision(start),
+                PAGE,
+            )
+            .await?;
+        let n = page.len();
+        for e in page {
+            start = e.revision + 1;
+            if e.position.0 <= end {
+                last = Some(e);
+            }
+        }
+        if n < PAGE {
+            break;
+        }
+    }
+    let Some(event) = last else {
+        return Ok(None);
+    };
+    if event.event_type == RESOURCE_DELETED {
+        return Ok(None);
+    }
+    let group: Value = serde_json::from_slice(&event.data)
+        .map_err(|_| EventLogError::Corrupt(format!("{stream} holds a body that is not JSON")))?;
+    let members = group["member"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .filter(|m| m["inactive"].as_bool() != Some(true))
+                .filter_map(|m| patient_reference(&m["entity"]))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(members))
+}
+
+/// The patient id of a Reference (`{"reference": "Patient/1"}`, absolute or versioned too).
+fn patient_reference(value: &Value) -> Option<&str> {
+    let reference = value
+        .get("reference")
+        .and_then(Value::as_str)
+        .or_else(|| value.as_str())?;
+    let reference = reference.split("/_history/").next()?;
+    let mut parts = reference.rsplitn(3, '/');
+    let id = parts.next()?;
+    (parts.next()? == "Patient").then_some(id)
+}
+
+/// The resource types an export reads, and the log filter selecting their events.
+fn scope(req: &ExportRequested) -> (Option<HashSet<String>>, EventFilter) {
+    let compartment_only = req.level != ExportLevel::System || !req.patients.is_empty();
+    if !req.types.is_empty() {
+        let types: HashSet<String> = req
+            .types
+            .iter()
+            .filter(|t| !compartment_only || in_patient_compartment(t))
+            .cloned()
+            .collect();
+        let filter = EventFilter::categories(types.iter().cloned());
+        (Some(types), filter)
+    } else if compartment_only {
+        let mut types: HashSet<String> =
+            sphere_domain::fhir::compartment::patient_compartment_types()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+        types.insert("Patient".into());
+        let filter = EventFilter::categories(types.iter().cloned());
+        (Some(types), filter)
+    } else {
+        (
+            None,
+            EventFilter::event_types([RESOURCE_CREATED, RESOURCE_UPDATED, RESOURCE_DELETED]),
+        )
+    }
+}
+
+/// Runs an export: writes its files to `storage` under `req.job_id` and says what it wrote.
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    storage: Arc<dyn ExportStorage>,
+    req: &ExportRequested,
+    cancel: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+) -> Result<ExportFiles, ExportError> {
+    let Some(end) = req.position else {
+        return Ok(ExportFiles::default());
+    };
+    let population: Option<HashSet<String>> = match &req.level {
+        ExportLevel::Group { id } => Some(
+            group_members(log.as_ref(), id, end)
+                .await?
+                .ok_or_else(|| ExportError::GroupNotFound(id.clone()))?,
+        ),
+        _ if !req.patients.is_empty() => Some(req.patients.iter().cloned().collect()),
+        _ => None,
+    };
+    let (types, filter) = scope(req);
+    let start = req.since_position.map(Position);
+
+    // Pass one: the last event of each resource in the window.
+    let mut latest: HashMap<String, u64> = HashMap::new();
+    let mut after = start;
+    'scan: loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ExportError::Cancelled);
+        }
+        let page = log.read_all(after, &filter, PAGE).await?;
+        let n = page.len();
+        for e in &page {
+            if !in_window(e, end, req.until_ms) {
+                break 'scan;
+            }
+            if is_resource_event(&e.event_type)
+                && types.as_ref().is_none_or(|t| t.contains(e.category()))
+            {
+                latest.insert(e.stream.clone(), e.position.0);
+            }
+        }
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+        match page.last() {
+            Some(last) if n == PAGE => after = Some(last.position),
+            _ => break,
+        }
+    }
+
+    // Pass two: the reader feeds pages to the materializer on a blocking thread.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<RecordedEvent>>(4);
+    let reader = {
+        let log = log.clone();
+        let cancel = cancel.clone();
+        let until = req.until_ms;
+        tokio::spawn(async move {
+            let mut after = start;
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Ok::<(), EventLogError>(());
+                }
+                let mut page = log.read_all(after, &filter, PAGE).await?;
+                let n = page.len();
+                let next = page.last().map(|e| e.position);
+                let full_page = n == PAGE;
+                let before = page.len();
+                page.retain(|e| in_window(e, end, until));
+                let reached_end = page.len() < before;
+                if !page.is_empty() && tx.send(page).await.is_err() {
+                    return Ok(());
+                }
+                if reached_end || !full_page {
+                    return Ok(());
+                }
+                after = next;
+            }
+        })
+    };
+    let mut materializer = Materializer {
+        latest,
+        population,
+        elements: Elements::parse(&req.elements),
+        storage: storage.clone(),
+        job_id: req.job_id.clone(),
+        writers: BTreeMap::new(),
+        deleted: Vec::new(),
+        keep_deleted: req.since_position.is_some() || req.since_ms.is_some(),
+        params: HashMap::new(),
+    };
+    let materializer = tokio::task::spawn_blocking({
+        let cancel = cancel.clone();
+        let progress = progress.clone();
+        move || -> Result<Materializer, ExportError> {
+            while let Some(page) = rx.blocking_recv() {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(ExportError::Cancelled);
+                }
+                progress.fetch_add(page.len() as u64, Ordering::Relaxed);
+                for event in page {
+                    materializer.accept(event)?;
+                }
+            }
+            Ok(materializer)
+        }
+    })
+    .await
+    .map_err(|_| ExportError::Worker)?;
+    reader.await.map_err(|_| ExportError::Worker)??;
+    let mut materializer = materializer?;
+    if cancel.load(Ordering::Relaxed) {
+        return Err(ExportError::Cancelled);
+    }
+
+    // Deletions: the deleted version is only `{resourceType, id}`, so whether it belonged to
+    // the population is decided by the version before it. Deletions are rare; one read each.
+    let mut deleted = Vec::new();
+    for (stream, revision) in std::mem::take(&mut materializer.deleted) {
+        let Some((resource_type, id)) = stream.split_once('-') else {
+            continue;
+        };
+        let keep = match &materializer.population {
+            None => true,
+            Some(population) if resource_type == "Patient" => population.contains(id),
+            Some(_) if revision == 0 => false,
+            Some(_) => {
+                let before = log
+                    .read_stream(
+                        &stream,
+                        Direction::Backwards,
+                        StreamStart::Revision(revision - 1),
+                        1,
+                    )
+                    .await?;
+                before.first().is_some_and(|e| {
+                    e.event_type != RESOURCE_DELETED
+                        && serde_json::from_slice::<Value>(&e.data)
+                            .is_ok_and(|v| materializer.in_population(resource_type, id, &v))
+                })
+            }
+        };
+        if keep {
+            deleted.push((resource_type.to_owned(), id.to_owned()));
+        }
+    }
+
+    let storage_for_commit = storage.clone();
+    let job_id = req.job_id.clone();
+    tokio::task::spawn_blocking(move || -> Result<ExportFiles, ExportError> {
+        let mut files = ExportFiles::default();
+        for (resource_type, (writer, count)) in materializer.writers {
+            writer.commit()?;
+            files
+                .output
+                .push((resource_type.clone(), format!("{resource_type}.ndjson"), count));
+        }
+        if !deleted.is_empty() {
+            let name = "Bundle-deleted.ndjson";
+            let mut part = storage_for_commit.create(&job_id, name)?;
+            for (resource_type, id) in &deleted {
+                let bundle = json!({
+                    "resourceType": "Bundle",
+                    "type": "transaction",
+                    "entry": [{"request": {"method": "DELETE", "url": format!("{resource_type}/{id}")}}],
+                });
+                serde_json::to_writer(&mut part, &bundle).map_err(std::io::Error::other)?;
+                part.write_all(b"\n")?;
+            }
+            part.commit()?;
+            files.deleted = Some((name.to_owned(), deleted.len() as u64));
+        }
+        Ok(files)
+    })
+    .await
+    .map_err(|_| ExportError::Worker)?
+}
+
+/// Is `event` inside the window that ends at position `end` (and `_until`)? Positions and
+/// commit times only grow, so the first event outside ends the read.
+fn in_window(event: &RecordedEvent, end: u64, until_ms: Option<i64>) -> bool {
+    event.position.0 <= end && until_ms.is_none_or(|u| event.commit_ms() <= u)
+}
+
+/// Pass two's state: decides each resource's last version and writes it.
+struct Materializer {
+    latest: HashMap<String, u64>,
+    population: Option<HashSet<String>>,
+    elements: Elements,
+    storage: Arc<dyn ExportStorage>,
+    job_id: String,
+    writers: BTreeMap<String, (Box<dyn PartFile>, u64)>,
+    /// (stream, revision) of resources whose last event in the window is a deletion.
+    deleted: Vec<(String, u64)>,
+    /// Deletions are reported only to `_since` exports (a full export just leaves them out).
+    keep_deleted: bool,
+    params: HashMap<String, Vec<&'static SearchParamDef>>,
+}
+
+impl Materializer {
+    fn accept(&mut self, event: RecordedEvent) -> Result<(), ExportError> {
+        if self.latest.get(&event.stream) != Some(&event.position.0) {
+            return Ok(());
+        }
+        let Some((resource_type, id)) = event.stream.split_once('-') else {
+            return Ok(());
+        };
+        if event.event_type == RESOURCE_DELETED {
+            if self.keep_deleted {
+                self.deleted.push((event.stream.clone(), event.revision));
+            }
+            return Ok(());
+        }
+        let needs_parse = self.population.is_some()
+            || self.elements.applies_to(resource_type)
+            || event.data.contains(&b'\n');
+        let line: Vec<u8>;
+        let body: &[u8] = if needs_parse {
+            let value: Value = serde_json::from_slice(&event.data).map_err(|_| {
+                EventLogError::Corrupt(format!("{} holds a body that is not JSON", event.stream))
+            })?;
+            if self.population.is_some() && !self.in_population(resource_type, id, &value) {
+                return Ok(());
+            }
+            let value = self.elements.subset(resource_type, value);
+            line = serde_json::to_vec(&value).map_err(std::io::Error::other)?;
+            &line
+        } else {
+            &event.data
+        };
+        let (writer, count) = match self.writers.get_mut(resource_type) {
+            Some(w) => w,
+            None => {
+                let part = self
+                    .storage
+                    .create(&self.job_id, &format!("{resource_type}.ndjson"))?;
+                self.writers
+                    .entry(resource_type.to_owned())
+                    .or_insert((part, 0))
+            }
+        };
+        writer.write_all(body)?;
+        writer.write_all(b"\n")?;
+        *count += 1;
+        Ok(())
+    }
+
+    /// Is this resource in the compartment of a patient of the population? A Patient by its
+    /// own id only (a `link` to a member does not make another Patient a member).
+    fn in_population(&mut self, resource_type: &str, id: &str, resource: &Value) -> bool {
+        let Some(population) = &self.population else {
+            return true;
+        };
+        if resource_type == "Patient" {
+            return population.contains(id);
+        }
+        let params = self
+            .params
+            .entry(resource_type.to_owned())
+            .or_insert_with(|| {
+                patient_compartment_params(resource_type)
+                    .iter()
+                    .filter_map(|code| search_parameter(resource_type, code))
+                    .collect()
+            });
+        params.iter().any(|def| {
+            def.extract(resource).is_some_and(|found| {
+                found
+                    .iter()
+                    .any(|f| patient_reference(f.value).is_some_and(|p| population.contains(p)))
+            })
+        })
+    }
+}
+
+/// `_elements`: root elements to keep, for every type or for one (`Patient.name`).
+#[derive(Debug, Default)]
+struct Elements {
+    all: HashSet<String>,
+    by_type: HashMap<String, HashSet<String>>,
+}
+
+impl Elements {
+    fn parse(elements: &[String]) -> Self {
+        let mut parsed = Self::default();
+        for e in elements {
+            match e.split_once('.') {
+                Some((t, element)) => {
+                    parsed
+                        .by_type
+                        .entry(t.to_owned())
+                        .or_default()
+                        .insert(element.to_owned());
+                }
+                None => {
+                    parsed.all.insert(e.clone());
+                }
+            }
+        }
+        parsed
+    }
+
+    /// Types no element names are returned whole.
+    fn applies_to(&self, resource_type: &str) -> bool {
+        !self.all.is_empty() || self.by_type.contains_key(resource_type)
+    }
+
+    /// Keeps the named and the mandatory elements, and tags the result SUBSETTED as FHIR asks
+    /// of a partial resource.
+    fn subset(&self, resource_type: &str, resource: Value) -> Value {
+        if !self.applies_to(resource_type) {
+            return resource;
+        }
+        let Value::Object(object) = resource else {
+            return resource;
+        };
+        let typed = self.by_type.get(resource_type);
+        let mut kept: Map<String, Value> = object
+            .into_iter()
+            .filter(|(k, _)| {
+                matches!(k.as_str(), "resourceType" | "id" | "meta")
+                    || self.all.contains(k)
+                    || typed.is_some_and(|t| t.contains(k))
+            })
+            .collect();
+        let meta = kept
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(meta) = meta {
+            let tags = meta
+                .entry("tag")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(tags) = tags {
+                tags.push(json!({
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                    "code": "SUBSETTED",
+                }));
+            }
+        }
+        Value::Object(kept)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_references_are_read_relative_absolute_and_versioned() {
+        assert_eq!(
+            patient_reference(&json!({"reference": "Patient/a1"})),
+            Some("a1")
+        );
+        assert_eq!(
+            patient_reference(&json!({"reference": "https://x/fhir/Patient/a1/_history/2"})),
+            Some("a1")
+        );
+        assert_eq!(patient_reference(&json!({"reference": "Group/a1"})), None);
+    }
+
+    #[test]
+    fn elements_keep_mandatory_and_named_elements_and_tag_the_subset() {
+        let elements = Elements::parse(&["Patient.name".into()]);
+        let out = elements.subset(
+            "Patient",
+            json!({"resourceType": "Patient", "id": "1", "name": [{"text": "A"}], "gender": "x"}),
+        );
+        assert!(out.get("gender").is_none());
+        assert!(out.get("name").is_some());
+        assert_eq!(out["meta"]["tag"][0]["code"], "SUBSETTED");
+        let whole = json!({"resourceType": "Observation", "id": "2", "status": "final"});
+        assert_eq!(elements.subset("Observation", whole.clone()), whole);
+    }
+}

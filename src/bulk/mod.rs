@@ -1,0 +1,697 @@
+//! Bulk Data Access 2.0.0 `$export`, answered from the event log.
+//!
+//! - [`kickoff`]: the kick-off request (headers, parameters) -> an `ExportRequested` event;
+//! - [`job`]: export jobs as events in `export-{job_id}` and the registry folded from them;
+//! - [`worker`]: runs jobs, records their end, resumes them after a restart, expires files;
+//! - [`export`]: the export itself, log window -> NDJSON files;
+//! - [`storage`]: where files go (a local folder), written atomically.
+//!
+//! URLs: kick-off at `/fhir/r4/$export`, `/fhir/r4/Patient/$export`,
+//! `/fhir/r4/Group/{id}/$export` (and the last two at the root); status at
+//! `/fhir/r4/bulk/status/{job}`; files at `/fhir/r4/bulk/files/{job}/{file}`.
+
+pub mod export;
+pub mod job;
+pub mod kickoff;
+pub mod storage;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::{Filter, Reply};
+
+use crate::app::App;
+use crate::fhir::access::{access_context, AccessContext, Denied, Interaction};
+use crate::fhir::store::now_ms;
+use job::{ExportLevel, ExportRequested, JobStatus};
+use storage::LocalFolder;
+use worker::ExportWorker;
+
+/// The `[bulk]` configuration section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BulkConfig {
+    /// Where export files go; empty: `DATA_DIR/exports`.
+    pub output_dir: String,
+    /// How long completed exports stay downloadable.
+    pub expiry_hours: u64,
+    /// Running jobs one client may have; one more is refused with 429.
+    pub max_jobs_per_client: usize,
+}
+
+impl Default for BulkConfig {
+    fn default() -> Self {
+        Self {
+            output_dir: String::new(),
+            expiry_hours: 24,
+            max_jobs_per_client: 2,
+        }
+    }
+}
+
+/// Seconds a client should wait between status polls.
+const RETRY_AFTER_SECONDS: &str = "2";
+/// Largest POST kick-off body (a Parameters resource with a patient list).
+const MAX_KICKOFF_BODY: u64 = 4 * 1024 * 1024;
+
+/// The export routes, and the worker behind them (started here: it lives as long as the routes).
+pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
+    let root = if app.config.bulk.output_dir.is_empty() {
+        app.config.data_dir.join("exports")
+    } else {
+        PathBuf::from(&app.config.bulk.output_dir)
+    };
+    let storage = Arc::new(LocalFolder::new(root.clone()));
+    let worker = ExportWorker::new(
+        app.log.clone(),
+        storage,
+        format!("{}/bulk/files", app.config.fhir_base_url()),
+        (app.config.bulk.expiry_hours as i64).saturating_mul(3_600_000),
+    );
+    // Requests wait for the registry to be restored from the log, so a job from before a
+    // restart is never answered 404 and never started twice.
+    let (restored_tx, restored) = tokio::sync::watch::channel(false);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let restoring = worker.clone();
+        tokio::spawn(async move {
+            match restoring.restore().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "resumed unfinished export jobs"),
+                Err(e) => tracing::error!(error = %e, "restoring export jobs failed"),
+            }
+            let _ = restored_tx.send(true);
+            restoring.expire_forever().await;
+        });
+    } else {
+        tracing::warn!("no async runtime: export jobs are not restored");
+        let _ = restored_tx.send(true);
+    }
+    let bulk = Arc::new(Bulk {
+        app,
+        worker,
+        restored,
+    });
+    let with_bulk = {
+        let bulk = bulk.clone();
+        warp::any().map(move || bulk.clone())
+    };
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+
+    let kickoff = warp::method()
+        .and(warp::path::full())
+        .and_then(|method: Method, path: warp::path::FullPath| async move {
+            if method != Method::GET && method != Method::POST {
+                return Err(warp::reject::not_found());
+            }
+            match kickoff_level(path.as_str()) {
+                Some(level) => Ok((method, level)),
+                None => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(access_context())
+        .and(with_bulk.clone())
+        .and(warp::body::stream())
+        .then(
+            |method: Method,
+             level: ExportLevel,
+             query: String,
+             headers: HeaderMap,
+             ctx: Result<AccessContext, Denied>,
+             bulk: Arc<Bulk>,
+             body| async move {
+                let body = match read_body(body).await {
+                    Ok(b) => b,
+                    Err(response) => return response,
+                };
+                bulk.kickoff(method, level, &query, &headers, ctx, &body)
+                    .await
+            },
+        );
+
+    let status = warp::path!("fhir" / "r4" / "bulk" / "status" / String)
+        .and(warp::method())
+        .and(access_context())
+        .and(with_bulk.clone())
+        .then(
+            |job_id: String,
+             method: Method,
+             ctx: Result<AccessContext, Denied>,
+             bulk: Arc<Bulk>| async move { bulk.status(&job_id, method, ctx).await },
+        );
+
+    let download =
+        warp::path!("fhir" / "r4" / "bulk" / "files" / ..).and(
+            warp::get()
+                .and(warp::path::peek())
+                .and(access_context())
+                .and(with_bulk)
+                .and_then(
+                    |peek: warp::path::Peek,
+                     ctx: Result<AccessContext, Denied>,
+                     bulk: Arc<Bulk>| async move {
+                        bulk.authorize_download(peek.as_str(), ctx)
+                            .map_err(warp::reject::custom)
+                    },
+                )
+                .untuple_one()
+                .and(warp::fs::dir(root))
+                .map(|file: warp::fs::File| {
+                    let mut response = file.into_response();
+                    if response.status().is_success() {
+                        response.headers_mut().insert(
+                            warp::http::header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/fhir+ndjson"),
+                        );
+                    }
+                    response
+                })
+                .recover(|rejection: warp::Rejection| async move {
+                    let response = match rejection.find::<DownloadRefused>() {
+                        Some(refused) => outcome(refused.status, refused.message),
+                        None => outcome(StatusCode::NOT_FOUND, "no such export file"),
+                    };
+                    Ok::<_, std::convert::Infallible>(response)
+                })
+                .unify(),
+        );
+
+    kickoff.or(status).unify().or(download).unify().boxed()
+}
+
+/// Reads a kick-off body (a GET has none), refusing more than [`MAX_KICKOFF_BODY`] bytes.
+async fn read_body<S, B>(mut body: S) -> Result<Bytes, warp::reply::Response>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: warp::Buf,
+{
+    use futures::StreamExt;
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| {
+            outcome(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
+        })?;
+        if (buffer.len() + chunk.remaining()) as u64 > MAX_KICKOFF_BODY {
+            return Err(outcome(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the kick-off body is too large",
+            ));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buffer.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// The export level of a kick-off path, at `/fhir/r4` or at the root.
+fn kickoff_level(path: &str) -> Option<ExportLevel> {
+    let path = path.replace("%24", "$");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segments.as_slice() {
+        ["fhir", "r4", rest @ ..] => rest,
+        rest => rest,
+    };
+    match rest {
+        ["$export"] => Some(ExportLevel::System),
+        ["Patient", "$export"] => Some(ExportLevel::Patient),
+        ["Group", id, "$export"] if sphere_domain::resource::is_valid_id(id) => {
+            Some(ExportLevel::Group {
+                id: (*id).to_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+struct DownloadRefused {
+    status: StatusCode,
+    message: &'static str,
+}
+
+impl warp::reject::Reject for DownloadRefused {}
+
+struct Bulk {
+    app: Arc<App>,
+    worker: ExportWorker,
+    restored: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Bulk {
+    /// Waits (bounded) until the job registry holds every job in the log.
+    async fn ready(&self) -> Result<(), warp::reply::Response> {
+        let mut restored = self.restored.clone();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            restored.wait_for(|done| *done),
+        )
+        .await
+        .map(|r| r.is_ok());
+        match waited {
+            Ok(true) => Ok(()),
+            _ => Err(outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "export jobs are still being restored; retry later",
+            )),
+        }
+    }
+
+    async fn kickoff(
+        &self,
+        method: Method,
+        level: ExportLevel,
+        query: &str,
+        headers: &HeaderMap,
+        ctx: Result<AccessContext, Denied>,
+        body: &[u8],
+    ) -> warp::reply::Response {
+        let ctx = match authenticated(ctx) {
+            Ok(ctx) => ctx,
+            Err(denied) => return denied_response(&denied),
+        };
+        if let Err(response) = self.ready().await {
+            return response;
+        }
+        if let Err(e) = kickoff::check_headers(headers) {
+            return outcome(StatusCode::BAD_REQUEST, &e.0);
+        }
+        let params = match kickoff::raw_parameters(&method, query, body)
+            .and_then(|pairs| kickoff::parse(&level, &pairs))
+        {
+            Ok(p) => p,
+            Err(e) => return outcome(StatusCode::BAD_REQUEST, &e.0),
+        };
+        // Authorization: the caller must be allowed to read each type it asks for; asked for
+        // nothing in particular, it gets the types it may read. `SearchType` is the check:
+        // an export is a search of each type (SMART `system/Type.rs`).
+        // Note for the SMART policy: per-resource (granular) scope filtering is not applied
+        // inside the worker yet; only type-level decisions made here are.
+        let allowed = |t: &str| ctx.check(Interaction::SearchType, Some(t), None);
+        let mut types = params.types.clone();
+        for t in &types {
+            if let Err(denied) = allowed(t) {
+                return denied_response(&denied);
+            }
+        }
+        if types.is_empty() && !ctx.is_operator() {
+            types = sphere_domain::fhir::capability::capability()
+                .supported_types
+                .iter()
+                .filter(|t| allowed(t).is_ok())
+                .cloned()
+                .collect();
+            if types.is_empty() {
+                return denied_response(&Denied::Forbidden(
+                    "no resource type may be exported with these scopes".into(),
+                ));
+            }
+        }
+        if let ExportLevel::Group { .. } = level {
+            if let Err(denied) = ctx.check(Interaction::Read, Some("Group"), None) {
+                return denied_response(&denied);
+            }
+        }
+        let mut patients = params.patients.clone();
+        if let Some(patient) = &ctx.patient {
+            // A patient-scoped client exports its own patient and nothing else.
+            if patients.iter().any(|p| p != patient) || level == ExportLevel::System {
+                return denied_response(&Denied::Forbidden(
+                    "a patient-scoped token exports its own patient only".into(),
+                ));
+            }
+            patients = vec![patient.clone()];
+        }
+        let client_id = client_of(&ctx);
+        let limit = self.app.config.bulk.max_jobs_per_client;
+        if self.worker.jobs.running_for(&client_id) >= limit {
+            let mut response = outcome(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many export jobs running for this client; wait for one to finish",
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_static("30"));
+            return response;
+        }
+        let log = self.app.log.as_ref();
+        let head = match log.head().await {
+            Ok(h) => h,
+            Err(e) => return log_failure(e),
+        };
+        if let (ExportLevel::Group { id }, Some(end)) = (&level, head) {
+            match export::group_members(log, id, end.0).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return outcome(StatusCode::NOT_FOUND, "no such Group"),
+                Err(_) => {
+                    return outcome(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "reading the Group failed",
+                    )
+                }
+            }
+        }
+        let transaction_ms = match head {
+            Some(p) => match commit_ms_at(log, p.0).await {
+                Ok(ms) => ms,
+                Err(e) => return log_failure(e),
+            },
+            None => now_ms(),
+        };
+        let since_position = match params.since_ms {
+            None => None,
+            Some(since) => match self.worker.jobs.position_for_transaction_time(since) {
+                Some(position) => position,
+                None => match first_after(log, since, head.map(|p| p.0)).await {
+                    Ok(p) => p,
+                    Err(e) => return log_failure(e),
+                },
+            },
+        };
+        let job_id = uuid::Uuid::new_v4().simple().to_string();
+        let base = self.app.config.base_url();
+        let requested = ExportRequested {
+            job_id: job_id.clone(),
+            request: format!(
+                "{base}{}{}{}",
+                kickoff_path(&level),
+                if query.is_empty() { "" } else { "?" },
+                query
+            ),
+            level,
+            patients,
+            types,
+            elements: params.elements,
+            since_ms: params.since_ms,
+            since_position,
+            until_ms: params.until_ms,
+            position: head.map(|p| p.0),
+            transaction_ms,
+            client_id,
+            requested_ms: now_ms(),
+        };
+        if let Err(e) = self.worker.submit(requested).await {
+            return log_failure(e);
+        }
+        let mut response = warp::reply::with_status(
+            warp::reply::json(&crate::fhir::outcome::outcome(
+                "information",
+                "informational",
+                "export accepted; poll the Content-Location URL",
+                None,
+            )),
+            StatusCode::ACCEPTED,
+        )
+        .into_response();
+        let location = format!("{}/bulk/status/{job_id}", self.app.config.fhir_base_url());
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert("content-location", v);
+        }
+        set_fhir_json(&mut response);
+        response
+    }
+
+    async fn status(
+        &self,
+        job_id: &str,
+        method: Method,
+        ctx: Result<AccessContext, Denied>,
+    ) -> warp::reply::Response {
+        let ctx = match authenticated(ctx) {
+            Ok(ctx) => ctx,
+            Err(denied) => return denied_response(&denied),
+        };
+        if let Err(response) = self.ready().await {
+            return response;
+        }
+        let Some(job) = self.worker.jobs.get(job_id) else {
+            return outcome(StatusCode::NOT_FOUND, "no such export job");
+        };
+        // Another client's job is answered as if it did not exist.
+        if !ctx.is_operator() && job.requested.client_id != client_of(&ctx) {
+            return outcome(StatusCode::NOT_FOUND, "no such export job");
+        }
+        if method == Method::DELETE {
+            return match self.worker.cancel(job_id).await {
+                Ok(true) => {
+                    let mut r = warp::reply::with_status(
+                        warp::reply::json(&crate::fhir::outcome::outcome(
+                            "information",
+                            "informational",
+                            "export cancelled",
+                            None,
+                        )),
+                        StatusCode::ACCEPTED,
+                    )
+                    .into_response();
+                    set_fhir_json(&mut r);
+                    r
+                }
+                Ok(false) => outcome(StatusCode::NOT_FOUND, "no such export job"),
+                Err(e) => log_failure(e),
+            };
+        }
+        if method != Method::GET {
+            return outcome(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "status supports GET and DELETE",
+            );
+        }
+        match &job.status {
+            JobStatus::Running => {
+                let mut r = StatusCode::ACCEPTED.into_response();
+                let progress = format!("read {} events", job.progress());
+                if let Ok(v) = HeaderValue::from_str(&progress) {
+                    r.headers_mut().insert("x-progress", v);
+                }
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from_static(RETRY_AFTER_SECONDS));
+                r
+            }
+            JobStatus::Completed(done) if self.worker.is_expired(done) => {
+                outcome(StatusCode::NOT_FOUND, "the export has expired")
+            }
+            JobStatus::Completed(done) => {
+                let mut r = warp::reply::json(&done.manifest).into_response();
+                let expires =
+                    crate::fhir::store::http_date(done.completed_ms + self.worker.expiry_ms);
+                if let Ok(v) = HeaderValue::from_str(&expires) {
+                    r.headers_mut().insert("expires", v);
+                }
+                r
+            }
+            JobStatus::Failed(reason) => outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the export failed: {reason}"),
+            ),
+            JobStatus::Cancelled => outcome(StatusCode::NOT_FOUND, "no such export job"),
+        }
+    }
+
+    /// A file may be downloaded by the client that asked for the export, once it is listed
+    /// in the job's manifest (so never a temporary file).
+    fn authorize_download(
+        &self,
+        tail: &str,
+        ctx: Result<AccessContext, Denied>,
+    ) -> Result<(), DownloadRefused> {
+        let ctx = authenticated(ctx).map_err(|_| DownloadRefused {
+            status: StatusCode::UNAUTHORIZED,
+            message: "a bearer token is required to download export files",
+        })?;
+        let not_found = DownloadRefused {
+            status: StatusCode::NOT_FOUND,
+            message: "no such export file",
+        };
+        let (job_id, name) = tail.split_once('/').ok_or(DownloadRefused {
+            status: StatusCode::NOT_FOUND,
+            message: "no such export file",
+        })?;
+        let job = self.worker.jobs.get(job_id).ok_or(DownloadRefused {
+            status: StatusCode::NOT_FOUND,
+            message: "no such export file",
+        })?;
+        if !ctx.is_operator() && job.requested.client_id != client_of(&ctx) {
+            return Err(DownloadRefused {
+                status: StatusCode::FORBIDDEN,
+                message: "export files belong to the client that requested the export",
+            });
+        }
+        let JobStatus::Completed(done) = &job.status else {
+            return Err(not_found);
+        };
+        if self.worker.is_expired(done) {
+            return Err(not_found);
+        }
+        let listed = ["output", "deleted", "error"].iter().any(|key| {
+            done.manifest[key].as_array().is_some_and(|entries| {
+                entries.iter().any(|e| {
+                    e["url"]
+                        .as_str()
+                        .is_some_and(|u| u.ends_with(&format!("/{job_id}/{name}")))
+                })
+            })
+        });
+        if listed {
+            Ok(())
+        } else {
+            Err(not_found)
+        }
+    }
+}
+
+fn kickoff_path(level: &ExportLevel) -> String {
+    match level {
+        ExportLevel::System => "/fhir/r4/$export".into(),
+        ExportLevel::Patient => "/fhir/r4/Patient/$export".into(),
+        ExportLevel::Group { id } => format!("/fhir/r4/Group/{id}/$export"),
+    }
+}
+
+/// The context of an authenticated caller; an anonymous one (no bearer token) is a 401.
+fn authenticated(ctx: Result<AccessContext, Denied>) -> Result<AccessContext, Denied> {
+    let ctx = ctx?;
+    if ctx.is_operator() || ctx.actor.client_id.is_some() {
+        Ok(ctx)
+    } else {
+        Err(Denied::Unauthenticated(
+            "a bearer token is required for Bulk Data".into(),
+        ))
+    }
+}
+
+fn client_of(ctx: &AccessContext) -> String {
+    ctx.actor
+        .client_id
+        .clone()
+        .unwrap_or_else(|| "anonymous".into())
+}
+
+/// The commit time of the event at `position` (the head).
+async fn commit_ms_at(
+    log: &dyn crate::eventlog::EventLog,
+    position: u64,
+) -> Result<i64, crate::eventlog::EventLogError> {
+    let before = position.checked_sub(1).map(crate::eventlog::Position);
+    let events = log
+        .read_all(before, &crate::eventlog::EventFilter::all(), 1)
+        .await?;
+    Ok(events.first().map(|e| e.commit_ms()).unwrap_or_else(now_ms))
+}
+
+/// The exclusive start position for `_since`: the smallest `m` such that every event after
+/// `m` committed after `since_ms`. A binary search over positions with one-event reads, so
+/// `_since` never scans the log (positions grow with commit time).
+async fn first_after(
+    log: &dyn crate::eventlog::EventLog,
+    since_ms: i64,
+    head: Option<u64>,
+) -> Result<Option<u64>, crate::eventlog::EventLogError> {
+    use crate::eventlog::{EventFilter, Position};
+    let Some(head) = head else {
+        return Ok(None);
+    };
+    let all = EventFilter::all();
+    let first = log.read_all(None, &all, 1).await?;
+    let Some(first) = first.first() else {
+        return Ok(None);
+    };
+    if first.commit_ms() > since_ms {
+        return Ok(None);
+    }
+    // Invariant: the first event after `lo` committed at or before `since_ms`; after `hi`,
+    // every event committed after it (or there is none).
+    let (mut lo, mut hi) = (first.position.0, head);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let next = log.read_all(Some(Position(mid)), &all, 1).await?;
+        let after_since = next.first().is_none_or(|e| e.commit_ms() > since_ms);
+        if after_since {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(Some(hi))
+}
+
+fn set_fhir_json(response: &mut warp::reply::Response) {
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json"),
+    );
+}
+
+fn outcome(status: StatusCode, message: &str) -> warp::reply::Response {
+    let code = match status {
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::UNAUTHORIZED => "login",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::TOO_MANY_REQUESTS => "throttled",
+        s if s.is_server_error() => "exception",
+        _ => "invalid",
+    };
+    let body: Value = json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": message}],
+    });
+    let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+    set_fhir_json(&mut response);
+    response
+}
+
+fn denied_response(denied: &Denied) -> warp::reply::Response {
+    match denied {
+        Denied::Unauthenticated(m) => {
+            let mut r = outcome(StatusCode::UNAUTHORIZED, m);
+            r.headers_mut().insert(
+                warp::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sphere\""),
+            );
+            r
+        }
+        Denied::Forbidden(m) => outcome(StatusCode::FORBIDDEN, m),
+    }
+}
+
+fn log_failure(e: crate::eventlog::EventLogError) -> warp::reply::Response {
+    // Event log errors name streams and positions, never resource content.
+    tracing::error!(error = %e, "export: event log error");
+    outcome(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the event log is unavailable; retry later",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kickoff_paths_are_recognized_at_the_fhir_base_and_the_root() {
+        assert_eq!(kickoff_level("/fhir/r4/$export"), Some(ExportLevel::System));
+        assert_eq!(
+            kickoff_level("/Patient/$export"),
+            Some(ExportLevel::Patient)
+        );
+        assert_eq!(
+            kickoff_level("/fhir/r4/Group/g1/%24export"),
+            Some(ExportLevel::Group { id: "g1".into() })
+        );
+        assert_eq!(kickoff_level("/fhir/r4/Patient/1"), None);
+    }
+}

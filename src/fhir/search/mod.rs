@@ -1,0 +1,328 @@
+//! FHIR search over HTTP: search-type (`GET [type]?...`, `POST [type]/_search`), compartment
+//! search (`Patient/{id}/[type]`) and `Patient/{id}/$everything`.
+//!
+//! Handlers are thin: parse the query (`sphere_domain::fhir::search_query`), wait until the
+//! search index has applied every write committed before the request started
+//! (read-your-writes), search one index snapshot (`sphere_projections::search_index`), and
+//! format a searchset Bundle (`bundle.rs`). Paging links carry a cursor (the last sort key and
+//! id), not an offset, so they keep working while writes continue.
+
+mod bundle;
+mod everything;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use sphere_domain::fhir::search_parameters;
+use sphere_domain::fhir::search_query::{self, ParseOptions, QueryError};
+use sphere_projections::search_index::SearchIndexError;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::{Filter, Reply};
+
+use crate::app::App;
+use crate::fhir::access::{access_context, AccessContext, Denied, Interaction};
+
+pub use bundle::SearchRequest;
+
+/// Why a search could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// A bad parameter value, modifier or (in strict handling) an unknown parameter: 400.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The index did not catch up with the request's own writes in time: 503.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// No valid credentials: 401.
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("search failed: {0}")]
+    Internal(String),
+}
+
+impl From<QueryError> for SearchError {
+    fn from(e: QueryError) -> Self {
+        SearchError::BadRequest(e.0)
+    }
+}
+
+impl From<Denied> for SearchError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthenticated(m) => SearchError::Unauthenticated(m),
+            Denied::Forbidden(m) => SearchError::Forbidden(m),
+        }
+    }
+}
+
+impl From<SearchIndexError> for SearchError {
+    fn from(e: SearchIndexError) -> Self {
+        match e {
+            SearchIndexError::TooBroad(m) => SearchError::BadRequest(m),
+            other => SearchError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl SearchError {
+    fn status(&self) -> StatusCode {
+        match self {
+            SearchError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            SearchError::NotFound(_) => StatusCode::NOT_FOUND,
+            SearchError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SearchError::Forbidden(_) => StatusCode::FORBIDDEN,
+            SearchError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            SearchError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn into_response(self) -> warp::reply::Response {
+        let status = self.status();
+        let (code, diagnostics) = match &self {
+            SearchError::BadRequest(m) => ("invalid", m.clone()),
+            SearchError::NotFound(m) => ("not-found", m.clone()),
+            SearchError::Unavailable(m) => ("transient", m.clone()),
+            SearchError::Forbidden(m) => ("forbidden", m.clone()),
+            SearchError::Unauthenticated(m) => ("login", m.clone()),
+            // Never echo internals (they could carry PHI from a query); the log has them.
+            SearchError::Internal(m) => {
+                tracing::error!(error = %m, "search failed");
+                ("exception", "the search failed".to_owned())
+            }
+        };
+        let body = json!({"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]});
+        fhir_json(status, body.to_string().into())
+    }
+}
+
+fn fhir_json(status: StatusCode, body: Bytes) -> warp::reply::Response {
+    let mut response =
+        warp::reply::with_status(warp::reply::Response::new(body.into()), status).into_response();
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json;charset=utf-8"),
+    );
+    response
+}
+
+fn reply(result: Result<Bytes, SearchError>) -> warp::reply::Response {
+    match result {
+        Ok(body) => fhir_json(StatusCode::OK, body),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Form-decodes a query string (or a form body).
+pub fn parse_pairs(raw: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn strict(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split([',', ';']).any(|p| p.trim() == "handling=strict"))
+}
+
+/// The base for links: the configured public URL, else the Host the client used.
+fn link_base(app: &App, headers: &HeaderMap) -> String {
+    if !app.config.public_base_url.is_empty() {
+        return app.config.fhir_base_url();
+    }
+    match headers.get("host").and_then(|h| h.to_str().ok()) {
+        Some(host) => {
+            let scheme = if app.config.tls.enabled {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{host}/fhir/r4")
+        }
+        None => app.config.fhir_base_url(),
+    }
+}
+
+/// Waits until the search index holds every write committed before now (read-your-writes).
+pub(crate) async fn wait_for_index(app: &App) -> Result<(), SearchError> {
+    let head = app
+        .log
+        .head()
+        .await
+        .map_err(|e| SearchError::Internal(e.to_string()))?;
+    if let Some(head) = head {
+        app.wait_for_projections(head)
+            .await
+            .map_err(|e| SearchError::Unavailable(format!("the search index is behind: {e}")))?;
+    }
+    Ok(())
+}
+
+fn with_app(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Arc<App>,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+/// Every search route, under `/fhir/r4`.
+pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let base = warp::path("fhir").and(warp::path("r4"));
+
+    let search_get = base
+        .and(warp::get())
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(raw_query)
+        .and(warp::header::headers_cloned())
+        .and(access_context())
+        .and(with_app(app.clone()))
+        .then(
+            |resource_type: String,
+             query: String,
+             headers: HeaderMap,
+             ctx: Result<AccessContext, Denied>,
+             app: Arc<App>| async move {
+                let pairs = parse_pairs(&query);
+                reply(search_type(&app, &headers, ctx, &resource_type, None, pairs).await)
+            },
+        );
+
+    let search_post = base
+        .and(warp::post())
+        .and(warp::path::param::<String>())
+        .and(warp::path("_search"))
+        .and(warp::path::end())
+        .and(raw_query)
+        .and(warp::body::content_length_limit(1024 * 1024))
+        .and(warp::body::bytes())
+        .and(warp::header::headers_cloned())
+        .and(access_context())
+        .and(with_app(app.clone()))
+        .then(
+            |resource_type: String,
+             query: String,
+             body: Bytes,
+             headers: HeaderMap,
+             ctx: Result<AccessContext, Denied>,
+             app: Arc<App>| async move {
+                let mut pairs = parse_pairs(&query);
+                pairs.extend(parse_pairs(&String::from_utf8_lossy(&body)));
+                reply(search_type(&app, &headers, ctx, &resource_type, None, pairs).await)
+            },
+        );
+
+    let compartment = base
+        .and(warp::get())
+        .and(warp::path("Patient"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(raw_query)
+        .and(warp::header::headers_cloned())
+        .and(access_context())
+        .and(with_app(app.clone()))
+        .then(
+            |patient: String,
+             what: String,
+             query: String,
+             headers: HeaderMap,
+             ctx: Result<AccessContext, Denied>,
+             app: Arc<App>| async move {
+                let pairs = parse_pairs(&query);
+                if what == "$everything" {
+                    let ctx = match ctx {
+                        Ok(c) => c,
+                        Err(d) => return SearchError::from(d).into_response(),
+                    };
+                    reply(everything::everything(&app, &headers, &ctx, &patient, pairs).await)
+                } else {
+                    reply(search_type(&app, &headers, ctx, &what, Some(patient), pairs).await)
+                }
+            },
+        );
+
+    search_get
+        .or(search_post)
+        .unify()
+        .or(compartment)
+        .unify()
+        .boxed()
+}
+
+async fn search_type(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    ctx: Result<AccessContext, Denied>,
+    resource_type: &str,
+    compartment: Option<String>,
+    pairs: Vec<(String, String)>,
+) -> Result<Bytes, SearchError> {
+    if search_parameters(resource_type).is_empty() {
+        return Err(SearchError::NotFound(format!(
+            "{resource_type} is not a resource type this server supports"
+        )));
+    }
+    let ctx = ctx?;
+    ctx.check(Interaction::SearchType, Some(resource_type), None)?;
+    if let Some(patient) = &compartment {
+        if !sphere_domain::fhir::in_patient_compartment(resource_type) {
+            return Err(SearchError::BadRequest(format!(
+                "{resource_type} is not in the Patient compartment ({patient})"
+            )));
+        }
+    }
+    let options = ParseOptions {
+        strict: strict(headers),
+        base_url: app.config.fhir_base_url(),
+    };
+    let query = search_query::parse(resource_type, &pairs, &options)?;
+    wait_for_index(app).await?;
+    let request = SearchRequest {
+        query,
+        pairs,
+        link_base: link_base(app, headers),
+        compartment,
+        access: ctx,
+    };
+    let index = app.search.clone();
+    tokio::task::spawn_blocking(move || bundle::execute(&index, &request))
+        .await
+        .map_err(|e| SearchError::Internal(e.to_string()))?
+}
+
+/// The ids of `resource_type` resources matching `query` (a query string such as
+/// `identifier=urn:mrn|123`): conditional create, update and delete. Waits for
+/// read-your-writes like every search. Unknown parameters are an error here: a conditional
+/// write must never match more than its author meant.
+pub async fn find_ids(
+    app: &App,
+    resource_type: &str,
+    query: &str,
+) -> Result<Vec<String>, SearchError> {
+    let pairs = parse_pairs(query);
+    let options = ParseOptions {
+        strict: true,
+        base_url: app.config.fhir_base_url(),
+    };
+    let parsed = search_query::parse(resource_type, &pairs, &options)?;
+    wait_for_index(app).await?;
+    let index = app.search.clone();
+    tokio::task::spawn_blocking(move || {
+        index
+            .snapshot()
+            .matching_ids(&parsed.resource_type, &parsed.clauses)
+            .map_err(SearchError::from)
+    })
+    .await
+    .map_err(|e| SearchError::Internal(e.to_string()))?
+}

@@ -1,0 +1,255 @@
+//! The SMART access policy behind the FHIR API's [`AccessContext`]: a validated bearer token's
+//! scopes decide type, interaction, patient compartment and granular (category) queries.
+//!
+//! Handlers call `ctx.check(interaction, type, None)` before they run and
+//! `ctx.check(interaction, type, Some(&resource))` for each resource they would return (a
+//! read, every search hit, every `_include`): the second call applies the patient compartment
+//! and the granular filters, so search results are narrowed by the same rules.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use sphere_domain::envelope::Actor;
+use sphere_domain::smart::scope::{Decision, Interaction as ScopeInteraction, ScopeSet};
+
+use crate::fhir::access::{AccessContext, AccessPolicy, Denied, Interaction};
+use crate::smart::bearer::{AccessToken, BearerError};
+use crate::smart::Smart;
+
+/// The scopes and patient of one token.
+pub struct SmartPolicy {
+    scopes: ScopeSet,
+    patient: Option<String>,
+}
+
+fn scope_interaction(interaction: Interaction) -> Option<ScopeInteraction> {
+    Some(match interaction {
+        Interaction::Read | Interaction::VRead => ScopeInteraction::Read,
+        Interaction::Update | Interaction::Patch => ScopeInteraction::Update,
+        Interaction::Delete => ScopeInteraction::Delete,
+        Interaction::Create => ScopeInteraction::Create,
+        Interaction::HistoryInstance
+        | Interaction::HistoryType
+        | Interaction::HistorySystem
+        | Interaction::SearchType
+        | Interaction::SearchSystem
+        | Interaction::Operation(_) => ScopeInteraction::Search,
+        Interaction::Capabilities | Interaction::Validate => return None,
+    })
+}
+
+/// Whether `resource` belongs to `patient`'s compartment: the Patient itself, or a resource
+/// that references `Patient/{patient}` (the compartment's links are all references).
+pub fn in_compartment(resource: &Value, patient: &str) -> bool {
+    if resource["resourceType"] == "Patient" {
+        return resource["id"].as_str() == Some(patient);
+    }
+    let wanted = format!("Patient/{patient}");
+    fn walk(v: &Value, wanted: &str) -> bool {
+        match v {
+            Value::Object(map) => map.iter().any(|(k, v)| {
+                (k == "reference"
+                    && v.as_str()
+                        .is_some_and(|r| r == wanted || r.ends_with(&format!("/{wanted}"))))
+                    || walk(v, wanted)
+            }),
+            Value::Array(items) => items.iter().any(|i| walk(i, wanted)),
+            _ => false,
+        }
+    }
+    walk(resource, &wanted)
+}
+
+impl AccessPolicy for SmartPolicy {
+    fn check(
+        &self,
+        _ctx: &AccessContext,
+        interaction: Interaction,
+        resource_type: Option<&str>,
+        resource: Option<&Value>,
+    ) -> Result<(), Denied> {
+        let Some(wanted) = scope_interaction(interaction) else {
+            return Ok(());
+        };
+        let resource_type =
+            resource_type.or_else(|| resource.and_then(|r| r["resourceType"].as_str()));
+        let Some(resource_type) = resource_type else {
+            // A system-level search or history: allowed when some scope searches at all;
+            // each result is then checked with its type.
+            return if self
+                .scopes
+                .resource_scopes()
+                .any(|r| r.permissions.allows(wanted))
+            {
+                Ok(())
+            } else {
+                Err(Denied::Forbidden("insufficient_scope".into()))
+            };
+        };
+        let decision = self.scopes.decide(resource_type, wanted);
+        let Decision::Allow {
+            patient_only,
+            filters,
+        } = decision
+        else {
+            return Err(Denied::Forbidden(format!(
+                "insufficient_scope: the token grants no {wanted:?} access to {resource_type}"
+            )));
+        };
+        let Some(resource) = resource else {
+            return Ok(());
+        };
+        if patient_only && sphere_domain::fhir::compartment::in_patient_compartment(resource_type) {
+            let inside = self
+                .patient
+                .as_deref()
+                .is_some_and(|p| in_compartment(resource, p));
+            if !inside {
+                return Err(Denied::Forbidden(
+                    "insufficient_scope: outside the patient in context".into(),
+                ));
+            }
+        }
+        if filters.is_some() && !self.scopes.permits(resource, wanted) {
+            return Err(Denied::Forbidden(
+                "insufficient_scope: outside the granted categories".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The policy of a request without any credentials: it may read the CapabilityStatement (and
+/// `$validate`), everything else is 401.
+pub struct Anonymous;
+
+impl AccessPolicy for Anonymous {
+    fn check(
+        &self,
+        _ctx: &AccessContext,
+        interaction: Interaction,
+        _resource_type: Option<&str>,
+        _resource: Option<&Value>,
+    ) -> Result<(), Denied> {
+        match interaction {
+            Interaction::Capabilities | Interaction::Validate => Ok(()),
+            _ => Err(Denied::Unauthenticated("a bearer token is required".into())),
+        }
+    }
+}
+
+/// The access context for a validated token.
+pub fn context_for(token: AccessToken) -> AccessContext {
+    let policy = Arc::new(SmartPolicy {
+        scopes: token.scopes.clone(),
+        patient: token.claims.patient.clone(),
+    });
+    let actor = Actor {
+        client_id: Some(token.claims.client_id.clone()),
+        user: token.username.clone(),
+        token_id: Some(token.claims.jti.clone()),
+    };
+    let scopes = token.scopes.iter().map(|(t, _)| t.to_owned()).collect();
+    AccessContext::new(actor, scopes, token.claims.patient.clone(), policy)
+        .with_encounter(token.claims.encounter.clone())
+        .with_fhir_user(token.fhir_user.clone())
+}
+
+/// What the FHIR API's extractor does with an `Authorization` header.
+pub fn access_context(smart: &Smart, authorization: Option<&str>) -> Result<AccessContext, Denied> {
+    match smart.validate_bearer(authorization) {
+        Ok(token) => Ok(context_for(token)),
+        Err(BearerError::Missing) if authorization.is_none() => Ok(AccessContext::new(
+            Actor::default(),
+            Vec::new(),
+            None,
+            Arc::new(Anonymous),
+        )),
+        Err(BearerError::RateLimited(seconds)) => Err(Denied::Forbidden(format!(
+            "too_many_requests: retry after {seconds} s"
+        ))),
+        Err(e) => Err(Denied::Unauthenticated(format!("invalid_token: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx(scopes: &str, patient: Option<&str>) -> AccessContext {
+        AccessContext::new(
+            Actor::default(),
+            vec![],
+            patient.map(str::to_owned),
+            Arc::new(SmartPolicy {
+                scopes: ScopeSet::parse(scopes),
+                patient: patient.map(str::to_owned),
+            }),
+        )
+    }
+
+    #[test]
+    fn patient_scopes_stay_in_the_patients_compartment() {
+        let c = ctx("patient/Observation.rs patient/Patient.r", Some("p1"));
+        let mine = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"}});
+        let theirs = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p2"}});
+        assert!(c
+            .check(Interaction::SearchType, Some("Observation"), None)
+            .is_ok());
+        assert!(c
+            .check(Interaction::SearchType, Some("Observation"), Some(&mine))
+            .is_ok());
+        assert!(c
+            .check(Interaction::Read, Some("Observation"), Some(&theirs))
+            .is_err());
+        assert!(c
+            .check(
+                Interaction::Read,
+                Some("Patient"),
+                Some(&json!({"resourceType": "Patient", "id": "p1"}))
+            )
+            .is_ok());
+        assert!(c
+            .check(
+                Interaction::Read,
+                Some("Patient"),
+                Some(&json!({"resourceType": "Patient", "id": "p2"}))
+            )
+            .is_err());
+        assert!(matches!(
+            c.check(Interaction::Read, Some("Condition"), None),
+            Err(Denied::Forbidden(_))
+        ));
+        assert!(matches!(
+            c.check(Interaction::Create, Some("Observation"), None),
+            Err(Denied::Forbidden(_))
+        ));
+        assert!(c.check(Interaction::Capabilities, None, None).is_ok());
+    }
+
+    #[test]
+    fn granular_scopes_filter_each_resource() {
+        let c = ctx("patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", Some("p1"));
+        let lab = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"}, "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}]});
+        let vitals = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p1"}, "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}]});
+        assert!(c
+            .check(Interaction::SearchType, Some("Observation"), Some(&lab))
+            .is_ok());
+        assert!(c
+            .check(Interaction::SearchType, Some("Observation"), Some(&vitals))
+            .is_err());
+    }
+
+    #[test]
+    fn system_scopes_reach_every_patient() {
+        let c = ctx("system/*.rs", None);
+        let any = json!({"resourceType": "Observation", "subject": {"reference": "Patient/p9"}});
+        assert!(c
+            .check(Interaction::Read, Some("Observation"), Some(&any))
+            .is_ok());
+        assert!(c
+            .check(Interaction::Update, Some("Observation"), Some(&any))
+            .is_err());
+    }
+}

@@ -1,0 +1,435 @@
+//! Bearer tokens on the FHIR API: 401 without or with a bad token, scopes deciding type,
+//! patient compartment and granular categories, and revocation taking effect before the
+//! revoke call returns (while other requests hammer the API).
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use base64::Engine;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use support::{sphere, Server};
+
+const LAB: &str = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+
+fn backend_keys() -> (EncodingKey, Value) {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let key = EncodingKey::from_ec_der(&pair.serialize_der());
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES384).unwrap();
+    jwk.common.key_id = Some("backend-1".into());
+    (key, json!({"keys": [jwk]}))
+}
+
+async fn backend_token(server: &Server, key: &EncodingKey, client_id: &str, scope: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(Algorithm::ES384);
+    header.kid = Some("backend-1".into());
+    let assertion = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": client_id, "sub": client_id, "aud": server.url("/auth/token"), "exp": now + 120, "jti": uuid::Uuid::new_v4().to_string()}),
+        key,
+    )
+    .unwrap();
+    let r = server
+        .client()
+        .post(server.url("/auth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn put(server: &Server, token: &str, resource: Value) {
+    let path = format!(
+        "/fhir/r4/{}/{}",
+        resource["resourceType"].as_str().unwrap(),
+        resource["id"].as_str().unwrap()
+    );
+    let r = server
+        .client()
+        .put(server.url(&path))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .body(resource.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{path}: {} {:?}",
+        r.status(),
+        r.text().await
+    );
+}
+
+fn observation(id: &str, patient: &str, category: &str) -> Value {
+    json!({"resourceType": "Observation", "id": id, "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
+        "subject": {"reference": format!("Patient/{patient}")}})
+}
+
+/// Seeds two patients and their data with a backend token; returns nothing but the server.
+async fn seed(server: &Server) {
+    let (key, jwks) = backend_keys();
+    let r = server.client().post(server.url("/auth/register")).json(&json!({
+        "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "scope": "system/*.cruds",
+    })).send().await.unwrap();
+    let client_id = r.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = backend_token(server, &key, &client_id, "system/*.cruds").await;
+    for p in ["p1", "p2"] {
+        put(server, &token, json!({"resourceType": "Patient", "id": p, "gender": "female", "name": [{"family": "Doe", "given": ["Jo"]}]})).await;
+    }
+    put(server, &token, observation("lab1", "p1", "laboratory")).await;
+    put(server, &token, observation("vital1", "p1", "vital-signs")).await;
+    put(server, &token, observation("lab2", "p2", "laboratory")).await;
+    put(
+        server,
+        &token,
+        json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+        "code": {"text": "Asthma"}}),
+    )
+    .await;
+}
+
+/// A patient-app token for `p1` with `scope` through the real login and consent forms.
+async fn patient_token(server: &Server, scope: &str) -> String {
+    let redirect_uri = "https://app.example/cb";
+    let r = server
+        .client()
+        .post(server.url("/auth/register"))
+        .json(&json!({
+            "redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none",
+            "scope": "launch/patient openid fhirUser offline_access patient/*.rs",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let client_id = r.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let username = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let out = sphere()
+        .args([
+            "users",
+            "add",
+            "--username",
+            &username,
+            "--password",
+            "password-123",
+            "--patient",
+            "p1",
+            "--data-dir",
+        ])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    let browser = server
+        .client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let aud = server.url("/fhir/r4");
+    let hidden = |html: &str, name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = html.find(&marker).unwrap() + marker.len();
+        html[start..].split('"').next().unwrap().to_owned()
+    };
+    // The CLI's user reaches the server's view within a second or so.
+    let mut cookie = None;
+    let mut txn = String::new();
+    let mut csrf = String::new();
+    for _ in 0..100 {
+        let page = browser
+            .get(server.url("/auth/authorize"))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", &client_id),
+                ("redirect_uri", redirect_uri),
+                ("scope", scope),
+                ("state", "s"),
+                ("aud", &aud),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        txn = hidden(&page, "txn");
+        csrf = hidden(&page, "csrf");
+        let r = browser
+            .post(server.url("/auth/login"))
+            .form(&[
+                ("txn", txn.as_str()),
+                ("csrf", csrf.as_str()),
+                ("username", username.as_str()),
+                ("password", "password-123"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 303 {
+            cookie = Some(
+                r.headers()["set-cookie"]
+                    .to_str()
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let cookie = cookie.expect("user usable");
+    let mut form = vec![
+        ("txn".to_owned(), txn),
+        ("csrf".to_owned(), csrf),
+        ("decision".to_owned(), "allow".to_owned()),
+    ];
+    form.extend(scope.split(' ').map(|s| ("scope".to_owned(), s.to_owned())));
+    let r = browser
+        .post(server.url("/auth/consent"))
+        .header("cookie", cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let code: String = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let body: Value = server
+        .client()
+        .post(server.url("/auth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+            ("client_id", &client_id),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["patient"], "p1");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn get(server: &Server, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut r = server.client().get(server.url(path));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn fhir_reads_need_a_valid_token_and_stay_within_its_scopes() {
+    let server = Server::start();
+    seed(&server).await;
+    let r = get(&server, "/fhir/r4/Patient/p1", None).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["resourceType"],
+        "OperationOutcome"
+    );
+    let r = get(&server, "/fhir/r4/Patient/p1", Some("not-a-token")).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("error=\"invalid_token\""));
+    assert_eq!(get(&server, "/fhir/r4/metadata", None).await.status(), 200);
+
+    let scope = format!(
+        "launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs?category={LAB}"
+    );
+    let token = patient_token(&server, &scope).await;
+    assert_eq!(
+        get(&server, "/fhir/r4/Patient/p1", Some(&token))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&server, "/fhir/r4/Patient/p2", Some(&token))
+            .await
+            .status(),
+        403,
+        "another patient"
+    );
+    assert_eq!(
+        get(&server, "/fhir/r4/Observation/lab1", Some(&token))
+            .await
+            .status(),
+        200
+    );
+    let r = get(&server, "/fhir/r4/Observation/vital1", Some(&token)).await;
+    assert_eq!(r.status(), 403, "a category not granted");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(
+        get(&server, "/fhir/r4/Observation/lab2", Some(&token))
+            .await
+            .status(),
+        403,
+        "another patient's lab"
+    );
+    // A search returns exactly the granted categories of the patient in context.
+    let r = get(&server, "/fhir/r4/Observation?patient=p1", Some(&token)).await;
+    assert_eq!(r.status(), 200);
+    let bundle: Value = r.json().await.unwrap();
+    let ids: Vec<&str> = bundle["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e["resource"]["id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(ids, vec!["lab1"], "{bundle}");
+    assert_eq!(
+        get(&server, "/fhir/r4/Condition/c1", Some(&token))
+            .await
+            .status(),
+        403,
+        "a type not granted"
+    );
+    let r = server
+        .client()
+        .put(server.url("/fhir/r4/Patient/p1"))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "id": "p1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "read-only scopes cannot write");
+}
+
+#[tokio::test]
+async fn no_request_succeeds_after_the_revoke_call_returns() {
+    let server = Arc::new(Server::start());
+    seed(&server).await;
+    let token = patient_token(&server, "launch/patient patient/Patient.rs").await;
+    let revoked = Arc::new(AtomicBool::new(false));
+    let late_successes = Arc::new(AtomicUsize::new(0));
+    let before = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (server, token, revoked, late, before) = (
+            server.clone(),
+            token.clone(),
+            revoked.clone(),
+            late_successes.clone(),
+            before.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let client = server.client();
+            for _ in 0..400 {
+                // Read the flag before sending: a request sent after the revoke returned must fail.
+                let after_revoke = revoked.load(Ordering::SeqCst);
+                let status = client
+                    .get(server.url("/fhir/r4/Patient/p1"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                if status == 200 {
+                    if after_revoke {
+                        late.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        before.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                if after_revoke && status == 401 {
+                    break;
+                }
+            }
+        }));
+    }
+    while before.load(Ordering::SeqCst) < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The patient app is public: it identifies itself with client_id.
+    let jwt_claims: Value = {
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let client_id = jwt_claims["client_id"].as_str().unwrap().to_owned();
+    let r = server
+        .client()
+        .post(server.url("/auth/revoke"))
+        .form(&[("token", token.as_str()), ("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    revoked.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(late_successes.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        get(&server, "/fhir/r4/Patient/p1", Some(&token))
+            .await
+            .status(),
+        401
+    );
+}

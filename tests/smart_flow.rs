@@ -1,0 +1,1290 @@
+//! The SMART authorization server as a certification run meets it: real binary, real TLS,
+//! discovery, registration, login and consent (as form posts), tokens, refresh, revocation,
+//! introspection, backend services, and the attacks the issue lists.
+
+mod support;
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use support::{sphere, Server};
+
+const SCOPES: &str = "launch/patient openid fhirUser offline_access patient/Patient.rs patient/Observation.rs patient/Condition.rs";
+
+fn cli(server: &Server, args: &[&str]) -> String {
+    let out = sphere()
+        .args(args)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .output()
+        .expect("run sphere");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn no_redirects(server: &Server) -> reqwest::Client {
+    server
+        .client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn register(server: &Server, body: Value) -> Value {
+    let r = server
+        .client()
+        .post(server.url("/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    r.json().await.unwrap()
+}
+
+/// A user added by the CLI while the server runs becomes usable within a few seconds.
+async fn add_user(server: &Server, username: &str, link: &[&str]) {
+    let mut args = vec![
+        "users",
+        "add",
+        "--username",
+        username,
+        "--password",
+        "password-123",
+    ];
+    args.extend_from_slice(link);
+    cli(server, &args);
+}
+
+fn pkce() -> (String, String) {
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+fn query_of(location: &str) -> HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+struct Flow {
+    client_id: String,
+    redirect_uri: String,
+    challenge: Option<String>,
+    scope: String,
+}
+
+/// Authorize, sign in, consent with `ticked` (None: everything offered checked), return the
+/// redirect's query.
+async fn authorize(
+    server: &Server,
+    flow: &Flow,
+    username: &str,
+    ticked: Option<&[&str]>,
+) -> HashMap<String, String> {
+    let browser = no_redirects(server);
+    let mut params = vec![
+        ("response_type", "code".to_owned()),
+        ("client_id", flow.client_id.clone()),
+        ("redirect_uri", flow.redirect_uri.clone()),
+        ("scope", flow.scope.clone()),
+        ("state", "st-123".to_owned()),
+        ("aud", format!("{}/fhir/r4", server.base)),
+    ];
+    if let Some(c) = &flow.challenge {
+        params.push(("code_challenge", c.clone()));
+        params.push(("code_challenge_method", "S256".to_owned()));
+    }
+    let page = browser
+        .get(server.url("/auth/authorize"))
+        .query(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let login = page.text().await.unwrap();
+    assert!(login.contains("name=\"username\"") && login.contains("name=\"password\""));
+    let txn = hidden(&login, "txn");
+    let csrf = hidden(&login, "csrf");
+    let r = browser
+        .post(server.url("/auth/login"))
+        .form(&[
+            ("txn", txn.as_str()),
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", "password-123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let consent = browser
+        .get(server.url(&location))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consent.status(), 200);
+    assert!(consent.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    let consent = consent.text().await.unwrap();
+    let mut form: Vec<(String, String)> = vec![
+        ("txn".into(), txn.clone()),
+        ("csrf".into(), csrf.clone()),
+        ("decision".into(), "allow".into()),
+    ];
+    match ticked {
+        Some(scopes) => form.extend(scopes.iter().map(|s| ("scope".to_owned(), s.to_string()))),
+        None => form.extend(
+            flow.scope
+                .split(' ')
+                .map(|s| ("scope".to_owned(), s.to_owned())),
+        ),
+    }
+    if consent.contains("name=\"patient\" list") {
+        form.push(("patient".into(), "p1".into()));
+    }
+    let r = browser
+        .post(server.url("/auth/consent"))
+        .header("cookie", &cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&flow.redirect_uri), "{location}");
+    query_of(&location)
+}
+
+async fn token(
+    server: &Server,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut request = server.client().post(server.url("/auth/token")).form(form);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.json().await.unwrap_or(Value::Null), headers)
+}
+
+async fn introspect(server: &Server, token: &str, auth: (&str, &str)) -> Value {
+    server
+        .client()
+        .post(server.url("/auth/introspect"))
+        .basic_auth(auth.0, Some(auth.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_for_user(server: &Server, client_id: &str, redirect_uri: &str, username: &str) {
+    // The CLI appended to the log from another process; the server picks it up shortly.
+    for _ in 0..100 {
+        let (verifier, challenge) = pkce();
+        let _ = verifier;
+        let browser = no_redirects(server);
+        let page = browser
+            .get(server.url("/auth/authorize"))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", client_id),
+                ("redirect_uri", redirect_uri),
+                ("scope", "openid"),
+                ("state", "s"),
+                ("aud", &format!("{}/fhir/r4", server.base)),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.contains("name=\"txn\"") {
+            let r = browser
+                .post(server.url("/auth/login"))
+                .form(&[
+                    ("txn", hidden(&page, "txn").as_str()),
+                    ("csrf", hidden(&page, "csrf").as_str()),
+                    ("username", username),
+                    ("password", "password-123"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 303 {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("user {username} never became usable");
+}
+
+#[tokio::test]
+async fn discovery_documents_describe_the_server_with_cors() {
+    let server = Server::start();
+    let client = server.client();
+    for path in [
+        "/.well-known/smart-configuration",
+        "/fhir/r4/.well-known/smart-configuration",
+    ] {
+        let r = client
+            .get(server.url(path))
+            .header("origin", "https://app.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        assert_eq!(r.headers()["access-control-allow-origin"], "*");
+        let c: Value = r.json().await.unwrap();
+        for key in [
+            "issuer",
+            "jwks_uri",
+            "authorization_endpoint",
+            "token_endpoint",
+            "introspection_endpoint",
+            "revocation_endpoint",
+            "registration_endpoint",
+            "scopes_supported",
+            "response_types_supported",
+        ] {
+            assert!(!c[key].is_null(), "{key}");
+        }
+        assert_eq!(c["code_challenge_methods_supported"], json!(["S256"]));
+        for g in ["authorization_code", "refresh_token", "client_credentials"] {
+            assert!(c["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(g)));
+        }
+        for m in [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ] {
+            assert!(c["token_endpoint_auth_methods_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(m)));
+        }
+        for a in ["RS384", "ES384"] {
+            assert!(c["token_endpoint_auth_signing_alg_values_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(a)));
+        }
+        for cap in [
+            "launch-standalone",
+            "launch-ehr",
+            "client-public",
+            "client-confidential-symmetric",
+            "client-confidential-asymmetric",
+            "sso-openid-connect",
+            "context-standalone-patient",
+            "context-ehr-patient",
+            "context-ehr-encounter",
+            "context-banner",
+            "context-style",
+            "permission-offline",
+            "permission-patient",
+            "permission-user",
+            "permission-v1",
+            "permission-v2",
+            "authorize-post",
+        ] {
+            assert!(
+                c["capabilities"].as_array().unwrap().contains(&json!(cap)),
+                "{cap}"
+            );
+        }
+    }
+    let oidc: Value = client
+        .get(server.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for key in [
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "response_types_supported",
+        "subject_types_supported",
+    ] {
+        assert!(!oidc[key].is_null(), "{key}");
+    }
+    assert!(oidc["id_token_signing_alg_values_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("RS256")));
+    let jwks: Value = client
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert!(keys.iter().any(|k| k["kty"] == "RSA"));
+    assert!(keys.iter().any(|k| k["kty"] == "EC" && k["crv"] == "P-384"));
+    for k in keys {
+        assert!(k["kid"].is_string());
+        let jwk: Jwk = serde_json::from_value(k.clone()).unwrap();
+        jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    }
+    let style = client
+        .get(server.url("/auth/smart-style.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(style.status(), 200);
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, server.url("/auth/token"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn standalone_launch_refresh_introspection_and_revocation() {
+    let server = Server::start();
+    let redirect_uri = "https://app.example/callback";
+    let app = register(
+        &server,
+        json!({
+            "client_name": "Confidential", "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "client_secret_basic", "scope": SCOPES,
+        }),
+    )
+    .await;
+    let client_id = app["client_id"].as_str().unwrap().to_owned();
+    let secret = app["client_secret"].as_str().unwrap().to_owned();
+    add_user(&server, "alice", &["--patient", "p1"]).await;
+    wait_for_user(&server, &client_id, redirect_uri, "alice").await;
+
+    let (verifier, challenge) = pkce();
+    let flow = Flow {
+        client_id: client_id.clone(),
+        redirect_uri: redirect_uri.into(),
+        challenge: Some(challenge),
+        scope: SCOPES.into(),
+    };
+    let q = authorize(&server, &flow, "alice", None).await;
+    assert_eq!(q["state"], "st-123");
+    let code = q["code"].clone();
+
+    // PKCE: missing, wrong and equal-to-challenge verifiers are refused without spending the code.
+    for bad in [
+        None,
+        Some("x".repeat(43)),
+        Some(flow.challenge.clone().unwrap()),
+    ] {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+        ];
+        if let Some(b) = &bad {
+            form.push(("code_verifier", b.as_str()));
+        }
+        let (status, body, _) = token(&server, &form, Some((&client_id, &secret))).await;
+        assert_eq!(status, 400, "{bad:?}");
+        assert_eq!(body["error"], "invalid_grant");
+    }
+    let (status, body, _) = token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "BAD_CODE"),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+        ],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    let (status, body, headers) = token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+        ],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["pragma"], "no-cache");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["patient"], "p1");
+    assert_eq!(body["scope"], SCOPES);
+    for key in ["access_token", "refresh_token", "id_token"] {
+        assert!(body[key].is_string(), "{key}");
+    }
+    // The id_token: RS256, a kid from the JWKS, iss, aud = client, fhirUser.
+    let id_token = body["id_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    let jwks: jsonwebtoken::jwk::JwkSet = server
+        .client()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid in JWKS");
+    let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+    v.set_audience(&[&client_id]);
+    v.set_issuer(&[&server.base]);
+    let claims = jsonwebtoken::decode::<Value>(
+        id_token,
+        &jsonwebtoken::DecodingKey::from_jwk(key).unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(
+        claims["fhirUser"],
+        format!("{}/fhir/r4/Patient/p1", server.base)
+    );
+    assert!(claims["sub"].as_str().unwrap().len() < 256);
+
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let active = introspect(&server, &access, (&client_id, &secret)).await;
+    assert_eq!(active["active"], true);
+    for key in [
+        "client_id",
+        "scope",
+        "exp",
+        "patient",
+        "iss",
+        "sub",
+        "fhirUser",
+    ] {
+        assert!(!active[key].is_null(), "{key}");
+    }
+
+    // The code is single use; reuse revokes what it issued.
+    let (status, _, _) = token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+        ],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        introspect(&server, &access, (&client_id, &secret)).await,
+        json!({"active": false})
+    );
+    let (status, body, _) = token(
+        &server,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // A fresh authorization: refresh without scope, with the same scope, narrower; never wider.
+    let (verifier, challenge) = pkce();
+    let flow = Flow {
+        challenge: Some(challenge),
+        ..flow
+    };
+    let q = authorize(&server, &flow, "alice", None).await;
+    let (_, body, _) = token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ],
+        None,
+    )
+    .await;
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body, _) = token(
+        &server,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body, _) = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("scope", SCOPES),
+        ],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body, _) = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("scope", "patient/Patient.rs patient/Encounter.rs"),
+        ],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let (status, body, _) = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("scope", "openid patient/Patient.rs"),
+        ],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "openid patient/Patient.rs");
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _, _) = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "random-refresh-token"),
+        ],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Revoking the access token ends it and the refresh token, before the call returns.
+    let r = server
+        .client()
+        .post(server.url("/auth/revoke"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        introspect(&server, &access, (&client_id, &secret)).await,
+        json!({"active": false})
+    );
+    let (status, body, _) = token(
+        &server,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        Some((&client_id, &secret)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn limited_and_granular_consent_grants_exactly_what_was_ticked() {
+    let server = Server::start();
+    let redirect_uri = "https://app.example/cb";
+    let app = register(&server, json!({
+        "client_name": "Public", "redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none", "scope": SCOPES,
+    })).await;
+    let client_id = app["client_id"].as_str().unwrap().to_owned();
+    assert!(app.get("client_secret").is_none());
+    add_user(&server, "bob", &["--patient", "p2"]).await;
+    wait_for_user(&server, &client_id, redirect_uri, "bob").await;
+    let lab = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+    let (verifier, challenge) = pkce();
+    let flow = Flow {
+        client_id: client_id.clone(),
+        redirect_uri: redirect_uri.into(),
+        challenge: Some(challenge),
+        scope: SCOPES.into(),
+    };
+    let q = authorize(
+        &server,
+        &flow,
+        "bob",
+        Some(&[
+            "launch/patient",
+            "openid",
+            "fhirUser",
+            "patient/Patient.rs",
+            lab,
+        ]),
+    )
+    .await;
+    let r = server
+        .client()
+        .post(server.url("/auth/token"))
+        .header("origin", "https://app.example")
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+            ("client_id", &client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["scope"],
+        format!("launch/patient openid fhirUser patient/Patient.rs {lab}")
+    );
+    assert!(body["id_token"].is_string());
+    assert!(
+        body.get("refresh_token").is_none(),
+        "no offline_access granted"
+    );
+
+    // A public client without PKCE gets no code; nor does a wrong aud, nor plain PKCE.
+    let browser = no_redirects(&server);
+    for (aud, method) in [
+        (format!("{}/fhir/r4", server.base), None),
+        ("https://evil.example/fhir".to_owned(), Some("S256")),
+        (format!("{}/fhir/r4", server.base), Some("plain")),
+    ] {
+        let mut params = vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", client_id.clone()),
+            ("redirect_uri", redirect_uri.to_owned()),
+            ("scope", "openid".to_owned()),
+            ("state", "s1".to_owned()),
+            ("aud", aud),
+        ];
+        if let Some(m) = method {
+            params.push(("code_challenge", flow.challenge.clone().unwrap()));
+            params.push(("code_challenge_method", m.to_owned()));
+        }
+        let r = browser
+            .get(server.url("/auth/authorize"))
+            .query(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let q = query_of(r.headers()["location"].to_str().unwrap());
+        assert_eq!(q["error"], "invalid_request");
+        assert_eq!(q["state"], "s1");
+        assert!(!q.contains_key("code"));
+    }
+    // An unregistered redirect URI is never redirected to (open redirect): an error page.
+    let r = browser
+        .get(server.url("/auth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", "https://evil.example/cb"),
+            ("state", "s"),
+            ("scope", "openid"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn consent_without_the_csrf_token_is_refused() {
+    let server = Server::start();
+    let redirect_uri = "https://app.example/cb";
+    let app = register(&server, json!({"redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none", "scope": SCOPES})).await;
+    let client_id = app["client_id"].as_str().unwrap().to_owned();
+    add_user(&server, "carol", &["--patient", "p3"]).await;
+    wait_for_user(&server, &client_id, redirect_uri, "carol").await;
+    let (_, challenge) = pkce();
+    let browser = no_redirects(&server);
+    let page = browser
+        .get(server.url("/auth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("scope", "openid patient/Patient.rs"),
+            ("state", "s"),
+            ("aud", &format!("{}/fhir/r4", server.base)),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let txn = hidden(&page, "txn");
+    let r = browser
+        .post(server.url("/auth/login"))
+        .form(&[
+            ("txn", txn.as_str()),
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("username", "carol"),
+            ("password", "password-123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = browser
+        .post(server.url("/auth/consent"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("txn", txn.as_str()),
+            ("csrf", "forged"),
+            ("decision", "allow"),
+            ("scope", "patient/Patient.rs"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("location").is_none());
+}
+
+fn client_keys(alg: Algorithm) -> (EncodingKey, Value, String) {
+    let kid = format!("k-{}", uuid::Uuid::new_v4().simple());
+    let (pair, key) = match alg {
+        Algorithm::ES384 => {
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+            let key = EncodingKey::from_ec_der(&pair.serialize_der());
+            (pair, key)
+        }
+        _ => {
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+            // PKCS#8 -> PKCS#1: the OCTET STRING at the end of PrivateKeyInfo.
+            let der = pair.serialize_der();
+            let inner = &der[der.len() - pkcs1_len(&der)..];
+            let key = EncodingKey::from_rsa_der(inner);
+            (pair, key)
+        }
+    };
+    let _ = pair;
+    let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap();
+    jwk.common.key_id = Some(kid.clone());
+    (key, json!({"keys": [jwk]}), kid)
+}
+
+/// Length of the trailing RSAPrivateKey in a PKCS#8 RSA key (its SEQUENCE header says).
+fn pkcs1_len(der: &[u8]) -> usize {
+    // Find the last 0x04 OCTET STRING whose content starts with a SEQUENCE and runs to the end.
+    for i in 0..der.len() {
+        if der[i] == 0x04 && der.get(i + 1) == Some(&0x82) {
+            let len = ((der[i + 2] as usize) << 8) | der[i + 3] as usize;
+            if i + 4 + len == der.len() && der[i + 4] == 0x30 {
+                return len;
+            }
+        }
+    }
+    panic!("not a PKCS#8 RSA key");
+}
+
+fn assertion(
+    key: &EncodingKey,
+    alg: Algorithm,
+    kid: &str,
+    client_id: &str,
+    aud: &str,
+    exp_in: i64,
+    jti: &str,
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(
+        &header,
+        &json!({"iss": client_id, "sub": client_id, "aud": aud, "exp": now + exp_in, "jti": jti}),
+        key,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn backend_services_get_tokens_with_signed_assertions_once_per_jti() {
+    let server = Server::start();
+    let token_url = format!("{}/auth/token", server.base);
+    for alg in [Algorithm::RS384, Algorithm::ES384] {
+        let (key, jwks, kid) = client_keys(alg);
+        let app = register(&server, json!({
+            "client_name": "Backend", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": jwks, "scope": "system/*.rs system/Patient.read",
+        })).await;
+        let client_id = app["client_id"].as_str().unwrap().to_owned();
+        let jti = uuid::Uuid::new_v4().to_string();
+        let good = assertion(&key, alg, &kid, &client_id, &token_url, 240, &jti);
+        let form = |a: &str, kind: &str| {
+            vec![
+                ("grant_type".to_owned(), "client_credentials".to_owned()),
+                ("scope".to_owned(), "system/*.rs".to_owned()),
+                ("client_assertion_type".to_owned(), kind.to_owned()),
+                ("client_assertion".to_owned(), a.to_owned()),
+            ]
+        };
+        let bearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+        let r = server
+            .client()
+            .post(server.url("/auth/token"))
+            .form(&form(&good, bearer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{alg:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["scope"], "system/*.rs");
+        assert!(body["expires_in"].is_number());
+        // The same jti again: refused.
+        let r = server
+            .client()
+            .post(server.url("/auth/token"))
+            .form(&form(&good, bearer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        // Wrong assertion type, too long an expiry, wrong audience, garbage.
+        let r = server
+            .client()
+            .post(server.url("/auth/token"))
+            .form(&form(
+                &assertion(&key, alg, &kid, &client_id, &token_url, 60, "j2"),
+                "urn:wrong",
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        for bad in [
+            assertion(&key, alg, &kid, &client_id, &token_url, 3600, "j3"),
+            assertion(
+                &key,
+                alg,
+                &kid,
+                &client_id,
+                "https://elsewhere/token",
+                60,
+                "j4",
+            ),
+            assertion(&key, alg, "other-kid", &client_id, &token_url, 60, "j5"),
+            "not.a.jwt".to_owned(),
+        ] {
+            let r = server
+                .client()
+                .post(server.url("/auth/token"))
+                .form(&form(&bad, bearer))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_client");
+        }
+    }
+    let r = server
+        .client()
+        .post(server.url("/auth/token"))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_grant_type");
+}
+
+#[tokio::test]
+async fn forged_tokens_are_inactive() {
+    let server = Server::start();
+    let (key, jwks, kid) = client_keys(Algorithm::RS384);
+    let app = register(&server, json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "scope": "system/*.rs"})).await;
+    let client_id = app["client_id"].as_str().unwrap().to_owned();
+    let token_url = format!("{}/auth/token", server.base);
+    let issue = |jti: &str| {
+        assertion(
+            &key,
+            Algorithm::RS384,
+            &kid,
+            &client_id,
+            &token_url,
+            60,
+            jti,
+        )
+    };
+    let form = |a: String| {
+        vec![
+            ("grant_type".to_owned(), "client_credentials".to_owned()),
+            (
+                "client_assertion_type".to_owned(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
+            ("client_assertion".to_owned(), a),
+        ]
+    };
+    let body: Value = server
+        .client()
+        .post(server.url("/auth/token"))
+        .form(&form(issue("a")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let ask = |token: String| {
+        let server = &server;
+        let a = issue(&uuid::Uuid::new_v4().to_string());
+        async move {
+            let mut f = form(a);
+            f.push(("token".to_owned(), token));
+            server
+                .client()
+                .post(server.url("/auth/introspect"))
+                .form(&f)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ask(access.clone()).await["active"], true);
+    let parts: Vec<&str> = access.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["scope"] = json!("system/*.cruds");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
+    let none = format!(
+        "{}.{}.",
+        b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        parts[1]
+    );
+    // HS256 keyed with the server's public key material.
+    let jwks: Value = server
+        .client()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let n = jwks["keys"][0]["n"].as_str().unwrap().to_owned();
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);
+    let original: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    let hs256 = jsonwebtoken::encode(
+        &hs,
+        &original,
+        &EncodingKey::from_secret(n.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut expired = original.clone();
+    expired["exp"] = json!(1);
+    let mut wrong_aud = original.clone();
+    wrong_aud["aud"] = json!("https://other.example/fhir");
+    let mut foreign = Header::new(Algorithm::RS384);
+    foreign.kid = Some(kid.clone());
+    for forged in [
+        tampered,
+        none,
+        hs256,
+        jsonwebtoken::encode(&foreign, &expired, &key).unwrap(),
+        jsonwebtoken::encode(&foreign, &wrong_aud, &key).unwrap(),
+        jsonwebtoken::encode(&foreign, &original, &key).unwrap(),
+    ] {
+        assert_eq!(ask(forged).await, json!({"active": false}));
+    }
+}
+
+#[tokio::test]
+async fn operators_manage_apps_from_the_cli_while_the_server_runs() {
+    let server = Server::start();
+    let out = cli(
+        &server,
+        &[
+            "apps",
+            "register",
+            "--name",
+            "CLI app",
+            "--redirect-uri",
+            "https://cli.example/cb",
+            "--scope",
+            "openid patient/*.rs",
+        ],
+    );
+    let body: Value = serde_json::from_str(&out).unwrap();
+    let client_id = body["client_id"].as_str().unwrap().to_owned();
+    let secret = body["client_secret"].as_str().unwrap().to_owned();
+    let list = cli(&server, &["apps", "list"]);
+    assert!(list.contains(&client_id) && list.contains("approved"));
+    assert!(!list.contains(&secret));
+    cli(&server, &["apps", "suspend", &client_id]);
+    assert!(cli(&server, &["apps", "list"]).contains("suspended"));
+    let rotated: Value =
+        serde_json::from_str(&cli(&server, &["apps", "rotate-secret", &client_id])).unwrap();
+    assert_ne!(rotated["client_secret"], json!(secret));
+    // The log holds no secret.
+    let log = cli(&server, &["log", "read", &format!("app-{client_id}")]);
+    assert!(!log.contains(&secret) && !log.contains(rotated["client_secret"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn ehr_launch_carries_patient_encounter_and_style_into_the_token() {
+    let server = Server::start();
+    let redirect_uri = "https://ehr-app.example/cb";
+    let scope = "launch openid fhirUser offline_access patient/Patient.rs";
+    let app = register(&server, json!({
+        "client_name": "EHR app", "redirect_uris": [redirect_uri], "token_endpoint_auth_method": "client_secret_post",
+        "scope": scope, "launch_uri": "https://ehr-app.example/launch",
+    })).await;
+    let client_id = app["client_id"].as_str().unwrap().to_owned();
+    let secret = app["client_secret"].as_str().unwrap().to_owned();
+    add_user(&server, "drsmith", &["--practitioner", "pr1"]).await;
+    wait_for_user(&server, &client_id, redirect_uri, "drsmith").await;
+    // Patients may not create launches; the practitioner may.
+    let r = server
+        .client()
+        .post(server.url("/auth/launch"))
+        .basic_auth("drsmith", Some("password-123"))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("patient", "p5"),
+            ("encounter", "e9"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let launch: Value = r.json().await.unwrap();
+    let launch_url = url::Url::parse(launch["launch_url"].as_str().unwrap()).unwrap();
+    let q: HashMap<String, String> = launch_url.query_pairs().into_owned().collect();
+    assert_eq!(q["iss"], format!("{}/fhir/r4", server.base));
+    let launch_id = q["launch"].clone();
+
+    let (verifier, challenge) = pkce();
+    let browser = no_redirects(&server);
+    // POST to authorize works as GET does (authorize-post).
+    let page = browser
+        .post(server.url("/auth/authorize"))
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", &client_id),
+            ("redirect_uri", redirect_uri),
+            ("scope", scope),
+            ("state", "ehr"),
+            ("aud", &q["iss"]),
+            ("launch", &launch_id),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (txn, csrf) = (hidden(&page, "txn"), hidden(&page, "csrf"));
+    let r = browser
+        .post(server.url("/auth/login"))
+        .form(&[
+            ("txn", txn.as_str()),
+            ("csrf", csrf.as_str()),
+            ("username", "drsmith"),
+            ("password", "password-123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut form = vec![
+        ("txn", txn.as_str()),
+        ("csrf", csrf.as_str()),
+        ("decision", "allow"),
+    ];
+    form.extend(scope.split(' ').map(|s| ("scope", s)));
+    let r = browser
+        .post(server.url("/auth/consent"))
+        .header("cookie", &cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let back = query_of(r.headers()["location"].to_str().unwrap());
+    let (status, body, _) = token(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["patient"], "p5");
+    assert_eq!(body["encounter"], "e9");
+    assert_eq!(body["scope"], scope);
+    assert!(body["need_patient_banner"].is_boolean());
+    assert!(body["fhirContext"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c.is_object()));
+    let style = server
+        .client()
+        .get(body["smart_style_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(style.status(), 200);
+    style.json::<Value>().await.unwrap();
+    // The practitioner's grants page lists the app, and revoking it there ends the refresh token.
+    let page = browser
+        .get(server.url("/auth/grants"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("EHR app"), "{page}");
+    let r = browser
+        .post(server.url("/auth/grants/revoke"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", hidden(&page, "csrf").as_str()),
+            ("grant_id", hidden(&page, "grant_id").as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (status, _, _) = token(
+        &server,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", body["refresh_token"].as_str().unwrap()),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+}
