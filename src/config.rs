@@ -52,10 +52,23 @@ pub struct Config {
     pub tls: TlsConfig,
     pub eventstore: EventStoreConfig,
     pub http: HttpConfig,
+    pub service: ServiceConfig,
     pub smart: SmartConfig,
     /// Bulk Data export; every key has a default, so the section may be left out.
     #[serde(default)]
     pub bulk: crate::bulk::BulkConfig,
+}
+
+/// The organization published with the service base URL list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub organization_name: String,
+    pub organization_npi: String,
+    pub organization_address: Vec<String>,
+    pub organization_city: String,
+    pub organization_state: String,
+    pub organization_postal_code: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,10 +214,8 @@ impl Config {
                 self.listen
             ));
         }
-        if !self.public_base_url.is_empty()
-            && !(self.public_base_url.starts_with("https://")
-                || self.public_base_url.starts_with("http://"))
-        {
+        let base = &self.public_base_url;
+        if !base.is_empty() && !base.starts_with("https://") && !base.starts_with("http://") {
             problems.push(format!(
                 "public_base_url = {:?} must start with https:// (or http:// behind a proxy)",
                 self.public_base_url
@@ -248,6 +259,22 @@ impl Config {
                 "eventstore.url must be a kurrentdb:// or esdb:// connection string (empty: embedded log)"
                     .into(),
             );
+        }
+        if self.service.organization_name.trim().is_empty() {
+            problems.push("service.organization_name must not be empty".into());
+        }
+        if !self.service.organization_npi.is_empty()
+            && (self.service.organization_npi.len() != 10
+                || !self
+                    .service
+                    .organization_npi
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()))
+        {
+            problems.push(format!(
+                "service.organization_npi = {:?} must be 10 digits",
+                self.service.organization_npi
+            ));
         }
         if self.smart.access_token_seconds == 0 || self.smart.access_token_seconds > 3600 {
             problems.push("smart.access_token_seconds must be between 1 and 3600".into());

@@ -12,5 +12,6 @@ pub mod eventlog;
 pub mod fhir;
 pub mod generate;
 pub mod http;
+pub mod ops;
 pub mod projection;
 pub mod smart;

@@ -33,6 +33,9 @@ fn main() -> std::process::ExitCode {
             Command::Rebuild(args) => cli::rebuild::run(config, args).await,
             Command::Log(args) => cli::log::run(config, args).await,
             Command::Migrate(args) => cli::migrate::run(args).await,
+            Command::Backup(args) => cli::backup::run_backup(&config, args),
+            Command::Restore(args) => cli::backup::run_restore(&config, args),
+            Command::Generate(args) => cli::generate::run(args),
             Command::Apps(args) => sphere::smart::cli::run_apps(config, args).await,
             Command::Users(args) => sphere::smart::cli::run_users(config, args).await,
         }

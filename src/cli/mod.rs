@@ -1,5 +1,7 @@
 //! The `sphere` command line.
 
+pub mod backup;
+pub mod generate;
 pub mod log;
 pub mod migrate;
 pub mod rebuild;
@@ -38,6 +40,12 @@ pub enum Command {
     Log(log::LogArgs),
     /// Copy one event log into another (sqlite:DIR -> kurrentdb://...), resumable, verified.
     Migrate(migrate::MigrateArgs),
+    /// Back up the embedded store (consistent while the server runs).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the data directory.
+    Restore(backup::RestoreArgs),
+    /// Write a deterministic synthetic US Core population as Bundles or NDJSON.
+    Generate(generate::GenerateArgs),
     /// Register and manage SMART apps.
     Apps(crate::smart::cli::AppsArgs),
     /// Manage the user directory (patients and practitioners who sign in).

@@ -1,7 +1,9 @@
 //! The HTTP surface: routes, the TLS accept loop, and the error replies shared by all routes.
 
 pub mod health;
+pub mod metrics;
 pub mod server;
+pub mod service_base;
 pub mod tls;
 
 use std::sync::Arc;
@@ -26,6 +28,10 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             crate::bulk::routes(app.clone())
                 .or(health::routes(app.clone()))
                 .unify()
+                .or(metrics::routes(app.clone()))
+                .unify()
+                .or(service_base::routes(app.clone()))
+                .unify()
                 .or(crate::smart::routes(app.clone()))
                 .unify()
                 .or(crate::fhir::routes(app))
@@ -39,6 +45,12 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
              path: warp::path::FullPath,
              mut response: warp::reply::Response| {
                 secure(&mut response);
+                crate::ops::metrics::metrics().observe_request(
+                    path.as_str(),
+                    method.as_str(),
+                    response.status().as_u16(),
+                    started.elapsed(),
+                );
                 // The path only: queries can hold PHI (name=, birthdate=) and must not be logged.
                 tracing::info!(
                     target: "sphere::access",

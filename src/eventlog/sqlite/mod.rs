@@ -24,6 +24,7 @@ use super::{
     Position, RecordedEvent, StreamStart, StreamWrite, Subscription,
 };
 use reader::ReaderPool;
+pub use writer::now_ms;
 use writer::{WriteRequest, Writer};
 
 /// How often the log looks for events appended by another process.

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -83,6 +84,7 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
+        let started = std::time::Instant::now();
         let commit_ms = now_ms().max(self.last_commit_ms);
         let (outcomes, committed) = match self.write_batch(&batch, commit_ms) {
             Ok(outcomes) => (outcomes, true),
@@ -97,6 +99,21 @@ impl Writer {
             }
         };
         if committed {
+            let m = &crate::ops::metrics::metrics().log;
+            m.commits.fetch_add(1, Ordering::Relaxed);
+            m.commit_latency.observe(started.elapsed());
+            let accepted = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+            m.append_requests.fetch_add(accepted, Ordering::Relaxed);
+            m.rejected_appends
+                .fetch_add(outcomes.len() as u64 - accepted, Ordering::Relaxed);
+            let events: usize = batch
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_ok())
+                .map(|(r, _)| r.writes.iter().map(|w| w.events.len()).sum::<usize>())
+                .sum();
+            m.events_appended
+                .fetch_add(events as u64, Ordering::Relaxed);
             self.last_commit_ms = commit_ms;
             let newest = outcomes
                 .iter()

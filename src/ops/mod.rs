@@ -1,0 +1,4 @@
+//! The operations surface: metrics and backup/restore of the embedded store.
+
+pub mod backup;
+pub mod metrics;
