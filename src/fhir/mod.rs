@@ -88,13 +88,12 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
                 with_cors(response, &headers)
             },
         );
-    let preflight = warp::options()
-        .and(
-            warp::path("fhir")
-                .and(warp::path("r4"))
-                .or(warp::path("metadata"))
-                .unify(),
-        )
+    // Path before method: a method filter first would reject every other path with 405.
+    let preflight = warp::path("fhir")
+        .and(warp::path("r4"))
+        .or(warp::path("metadata"))
+        .unify()
+        .and(warp::options())
         .and(warp::header::headers_cloned())
         .map(|headers: HeaderMap| preflight(&headers));
     // The search module takes whatever `classify` left alone.

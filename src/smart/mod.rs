@@ -154,20 +154,36 @@ pub fn now_ms() -> i64 {
 
 /// Every authorization-server route.
 pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
-    discovery::routes(app.clone())
-        .or(register::routes(app.clone()))
-        .unify()
-        .or(authorize::routes(app.clone()))
-        .unify()
-        .or(token::routes(app.clone()))
-        .unify()
-        .or(revoke::routes(app.clone()))
-        .unify()
-        .or(launch::routes(app.clone()))
-        .unify()
-        .or(grants::routes(app))
-        .unify()
-        .or(reply::preflight())
-        .unify()
+    // The authorization server owns `/auth/...` and the discovery documents. Other paths must
+    // not reach its method filters: a POST-only route rejecting a GET elsewhere would turn the
+    // server's 404 for an unknown path into a 405.
+    let own_paths = warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            let p = path.as_str();
+            if p == "/auth" || p.starts_with("/auth/") || p.contains("/.well-known/") {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one();
+    own_paths
+        .and(
+            discovery::routes(app.clone())
+                .or(register::routes(app.clone()))
+                .unify()
+                .or(authorize::routes(app.clone()))
+                .unify()
+                .or(token::routes(app.clone()))
+                .unify()
+                .or(revoke::routes(app.clone()))
+                .unify()
+                .or(launch::routes(app.clone()))
+                .unify()
+                .or(grants::routes(app))
+                .unify()
+                .or(reply::preflight())
+                .unify(),
+        )
         .boxed()
 }
