@@ -33,7 +33,7 @@ fn patient(n: usize) -> Value {
         "resourceType": "Patient",
         "identifier": [{"system": "urn:bench:mrn", "value": format!("mrn-{n}")}],
         "name": [{"family": format!("Family{n}"), "given": ["Bench"]}],
-        "gender": if n % 2 == 0 { "female" } else { "male" },
+        "gender": if n.is_multiple_of(2) { "female" } else { "male" },
         "birthDate": "1980-05-17",
     })
 }

@@ -209,10 +209,7 @@ async fn us_core_patient_searches_return_only_matching_resources() {
         assert_eq!(bundle["resourceType"], "Bundle");
         assert_eq!(bundle["type"], "searchset");
         let found = matches(&bundle);
-        assert_eq!(
-            bundle["total"].as_u64().unwrap() as usize >= found.len(),
-            true
-        );
+        assert!(bundle["total"].as_u64().unwrap() as usize >= found.len());
         if !found.is_empty() {
             non_empty += 1;
         }
