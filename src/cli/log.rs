@@ -78,7 +78,7 @@ fn print_event(event: &RecordedEvent, json: bool) {
             "revision": event.revision,
             "eventId": event.event_id.to_string(),
             "type": event.event_type,
-            "committed": super::instant(event.commit_ms()),
+            "committed": crate::fhir::store::instant(event.commit_ms()),
             "metadata": event.metadata,
             "data": data,
         });
@@ -99,7 +99,7 @@ fn print_event(event: &RecordedEvent, json: bool) {
         println!(
             "{:>10}  {}  {}@{}  {}  {}",
             event.position.0,
-            super::instant(event.commit_ms()),
+            crate::fhir::store::instant(event.commit_ms()),
             event.stream,
             event.revision,
             event.event_type,
@@ -211,8 +211,8 @@ async fn stats(config: &Config, json: bool) -> anyhow::Result<()> {
     if let (Some(first), Some(last)) = (stats.first_commit_ms, stats.last_commit_ms) {
         println!(
             "commits: {} .. {}",
-            super::instant(first),
-            super::instant(last)
+            crate::fhir::store::instant(first),
+            crate::fhir::store::instant(last)
         );
     }
     println!("{:<24} {:>10} {:>12}", "category", "streams", "events");

@@ -78,14 +78,3 @@ pub fn init_tracing(config: &Config) {
         builder.try_init()
     };
 }
-
-/// Formats Unix milliseconds as an RFC 3339 instant (UTC).
-pub fn instant(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
-}

@@ -32,7 +32,7 @@ async fn show(app: Arc<App>, cookie: Option<String>) -> warp::reply::Response {
                     .map(|a| a.registration.client_name.clone())
                     .unwrap_or_else(|| g.client_id.clone()),
                 scope: g.scope.clone(),
-                created: crate::cli::instant(g.created_ms),
+                created: crate::fhir::store::instant(g.created_ms),
             })
             .collect()
     };
