@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
             Command::Backup(args) => cli::backup::run_backup(&config, args),
             Command::Restore(args) => cli::backup::run_restore(&config, args),
             Command::Generate(args) => cli::generate::run(args),
+            Command::Import(args) => cli::import::run(config, args).await,
             Command::Apps(args) => sphere::smart::cli::run_apps(config, args).await,
             Command::Users(args) => sphere::smart::cli::run_users(config, args).await,
         }

@@ -35,6 +35,30 @@ pub fn stamp(resource: Map<String, Value>, id: &str, version: u64, last_updated:
     Value::Object(out)
 }
 
+/// Whether `incoming` (a resource about to be written) says the same as `stored` (the current
+/// stored version): equal apart from `id`, `meta.versionId` and `meta.lastUpdated`, which the
+/// server sets. An update that changes nothing keeps the current version (as HAPI and Firely
+/// do), which is what makes re-importing the same data a no-op.
+pub fn same_content(stored: &Map<String, Value>, incoming: &Map<String, Value>) -> bool {
+    fn content(resource: &Map<String, Value>) -> Map<String, Value> {
+        let mut out = resource.clone();
+        out.remove("id");
+        let meta = match out.remove("meta") {
+            Some(Value::Object(mut meta)) => {
+                meta.remove("versionId");
+                meta.remove("lastUpdated");
+                meta
+            }
+            _ => Map::new(),
+        };
+        if !meta.is_empty() {
+            out.insert("meta".into(), Value::Object(meta));
+        }
+        out
+    }
+    content(stored) == content(incoming)
+}
+
 /// The body of a deletion event (see [`crate::resource::RESOURCE_DELETED`]).
 pub fn deletion_body(resource_type: &str, id: &str) -> Value {
     let mut m = Map::new();
@@ -160,6 +184,24 @@ fn rewrite(value: &mut Value, map: &HashMap<String, String>, count: &mut usize) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn same_content_ignores_what_the_server_stamps_and_nothing_else() {
+        let stored = json!({"resourceType": "Patient", "id": "p1",
+            "meta": {"versionId": "3", "lastUpdated": "2026-01-01T00:00:00Z"},
+            "gender": "female"});
+        let stored = stored.as_object().unwrap();
+        let same = json!({"resourceType": "Patient", "id": "p1", "gender": "female"});
+        assert!(same_content(stored, same.as_object().unwrap()));
+        let with_empty_meta = json!({"resourceType": "Patient", "meta": {"versionId": "9"},
+            "gender": "female"});
+        assert!(same_content(stored, with_empty_meta.as_object().unwrap()));
+        let changed = json!({"resourceType": "Patient", "id": "p1", "gender": "male"});
+        assert!(!same_content(stored, changed.as_object().unwrap()));
+        let tagged = json!({"resourceType": "Patient", "id": "p1", "gender": "female",
+            "meta": {"tag": [{"code": "x"}]}});
+        assert!(!same_content(stored, tagged.as_object().unwrap()));
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod generate;
+pub mod import;
 pub mod log;
 pub mod migrate;
 pub mod rebuild;
@@ -46,6 +47,8 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// Write a deterministic synthetic US Core population as Bundles or NDJSON.
     Generate(generate::GenerateArgs),
+    /// Load FHIR Bundles and NDJSON files through the API's write path (validated, idempotent).
+    Import(import::ImportArgs),
     /// Register and manage SMART apps.
     Apps(crate::smart::cli::AppsArgs),
     /// Manage the user directory (patients and practitioners who sign in).

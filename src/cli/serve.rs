@@ -39,9 +39,19 @@ pub async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
         config.listen = local.to_string();
     }
     let app = App::start(config.clone()).await?;
-    if args.demo {
-        tracing::warn!("--demo: the demo population arrives with the data-generator issue; starting without it");
-    }
+    let demo = if args.demo {
+        println!("--demo: preparing the demo population, apps and users...");
+        let demo = crate::demo::prepare(&app).await?;
+        if demo.is_none() {
+            println!(
+                "--demo: {} already holds data that is not the demo; nothing added",
+                config.data_dir.display()
+            );
+        }
+        demo
+    } else {
+        None
+    };
     let base = config.base_url();
     println!(
         "Sphere EHR {} listening on {local}",
@@ -55,7 +65,16 @@ pub async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
-    println!("  try:       curl{insecure} {base}/health/ready");
+    println!(
+        "  try:       curl{insecure} {}/metadata",
+        config.fhir_base_url()
+    );
+    if let Some(demo) = &demo {
+        println!(
+            "{}",
+            crate::demo::instructions(demo, &base, &config.fhir_base_url(), insecure)
+        );
+    }
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
     http::server::serve(
         listener,

@@ -121,6 +121,25 @@ pub async fn version(
         .and_then(StoredVersion::from_event))
 }
 
+/// The current version of `resource_type/id` if `incoming` would change nothing in it (see
+/// [`fhir_rest::same_content`]); None if it is absent, deleted, or different.
+pub async fn unchanged(
+    log: &dyn EventLog,
+    resource_type: &str,
+    id: &str,
+    incoming: &Map<String, Value>,
+) -> Result<Option<StoredVersion>, FhirError> {
+    let Some(current) = current(log, resource_type, id).await? else {
+        return Ok(None);
+    };
+    if current.deleted {
+        return Ok(None);
+    }
+    let stored: Map<String, Value> = serde_json::from_slice(&current.body)
+        .map_err(|e| FhirError::Internal(format!("a stored resource is not JSON: {e}")))?;
+    Ok(fhir_rest::same_content(&stored, incoming).then_some(current))
+}
+
 /// A write decided but not yet appended: the stream write plus what the response needs.
 #[derive(Debug, Clone)]
 pub struct PreparedWrite {

@@ -76,8 +76,8 @@ pub async fn register_demo(
         true,
     )
     .await?;
-    let patient_username = "demo-patient".to_owned();
-    let practitioner_username = "demo-practitioner".to_owned();
+    let patient_username = "demo.patient".to_owned();
+    let practitioner_username = "demo.practitioner".to_owned();
     for (user, patient, practitioner) in [
         (&patient_username, Some(patient_id), None),
         (&practitioner_username, None, Some(practitioner_id)),

@@ -12,6 +12,8 @@ pub struct Server {
     pub base: String,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// What the server printed on stdout after its "listening" line.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -53,8 +55,14 @@ impl Server {
                 break port.trim().parse::<u16>().expect("a port number");
             }
         };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining stdout so the server never blocks on a full pipe, keeping the lines.
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = printed.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().expect("not poisoned").push(line);
+            }
+        });
         let plain = env.iter().any(|(k, v)| *k == "SPHERE_TLS" && *v == "false");
         let scheme = if plain { "http" } else { "https" };
         let server = Self {
@@ -62,10 +70,24 @@ impl Server {
             base: format!("{scheme}://localhost:{port}"),
             port,
             data_dir: data_dir.to_owned(),
+            stdout: printed,
             _temp: None,
         };
         server.wait_ready();
         server
+    }
+
+    /// Waits (up to 10 s) until the server has printed a line containing `marker`, then returns
+    /// everything it printed after its "listening" line.
+    pub fn printed_through(&self, marker: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.stdout.lock().expect("not poisoned").join("\n");
+            if text.contains(marker) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn cert_pem(&self) -> Vec<u8> {

@@ -12,7 +12,7 @@ use warp::http::StatusCode;
 
 use super::super::access::{AccessContext, Interaction};
 use super::super::conditional;
-use super::super::format::FhirResponse;
+use super::super::format::{Body, FhirResponse};
 use super::super::outcome::FhirError;
 use super::super::request::FhirRequest;
 use super::super::store::{self, PreparedWrite};
@@ -112,6 +112,18 @@ async fn put(
         })?),
         None => None,
     };
+    if if_match.is_none() {
+        if let Some(current) =
+            store::unchanged(app.log.as_ref(), resource_type, id, &resource).await?
+        {
+            // Nothing changes: no new version, no event; answer with the current one.
+            let mut response = FhirResponse::new(StatusCode::OK, Body::Raw(current.body.clone()));
+            response.version = Some(current.version());
+            response.last_modified_ms = Some(current.last_updated_ms);
+            response.location = Some(current.versioned_reference());
+            return Ok(response);
+        }
+    }
     let correlation = uuid::Uuid::now_v7();
     let mut attempt = 0;
     loop {
