@@ -39,6 +39,29 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "smart.approval_required",
         "true: new apps wait for an operator",
     ),
+    (
+        "SPHERE_SMART_ACCESS_TOKEN_SECONDS",
+        "smart.access_token_seconds",
+        "access token and id_token lifetime",
+    ),
+    (
+        "SPHERE_SMART_RATE_LIMIT_PER_SECOND",
+        "smart.rate_limit_per_second",
+        "requests per second per app",
+    ),
+    (
+        "SPHERE_SMART_RATE_LIMIT_BURST",
+        "smart.rate_limit_burst",
+        "burst per app",
+    ),
+];
+
+/// Keys whose environment values are whole numbers.
+const NUMERIC_KEYS: &[&str] = &[
+    "http.max_body_bytes",
+    "smart.access_token_seconds",
+    "smart.rate_limit_per_second",
+    "smart.rate_limit_burst",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,10 +193,10 @@ impl Config {
                             builder
                         }
                     },
-                    "http.max_body_bytes" => match value.parse::<u64>() {
+                    k if NUMERIC_KEYS.contains(&k) => match value.parse::<u64>() {
                         Ok(n) => set(builder, key, n, &mut problems),
                         Err(_) => {
-                            problems.push(format!("{name}={value:?} must be a number of bytes"));
+                            problems.push(format!("{name}={value:?} must be a whole number"));
                             builder
                         }
                     },

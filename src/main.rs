@@ -37,6 +37,7 @@ fn main() -> std::process::ExitCode {
             Command::Restore(args) => cli::backup::run_restore(&config, args),
             Command::Generate(args) => cli::generate::run(args),
             Command::Apps(args) => sphere::smart::cli::run_apps(config, args).await,
+            Command::Keys(args) => sphere::smart::cli::run_keys(config, args).await,
             Command::Users(args) => sphere::smart::cli::run_users(config, args).await,
         }
     });

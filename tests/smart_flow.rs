@@ -1288,3 +1288,171 @@ async fn ehr_launch_carries_patient_encounter_and_style_into_the_token() {
     .await;
     assert_eq!(status, 400);
 }
+
+/// A registered backend-services client: its key, kid and client id.
+async fn backend_client(server: &Server, alg: Algorithm) -> (EncodingKey, String, String) {
+    let (key, jwks, kid) = client_keys(alg);
+    let app = register(server, json!({
+        "client_name": "Backend", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": jwks, "scope": "system/*.rs",
+    }))
+    .await;
+    (key, kid, app["client_id"].as_str().unwrap().to_owned())
+}
+
+/// A client_credentials request with a fresh assertion: (status, body, headers).
+async fn backend_token_request(
+    server: &Server,
+    key: &EncodingKey,
+    alg: Algorithm,
+    kid: &str,
+    client_id: &str,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let token_url = format!("{}/auth/token", server.base);
+    let jti = uuid::Uuid::new_v4().to_string();
+    let a = assertion(key, alg, kid, client_id, &token_url, 120, &jti);
+    token(
+        server,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &a),
+        ],
+        None,
+    )
+    .await
+}
+
+async fn jwks_kids(server: &Server) -> Vec<String> {
+    let jwks: Value = server
+        .client()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn fhir_status(server: &Server, token: &str) -> u16 {
+    server
+        .client()
+        .get(server.url("/fhir/r4/Patient?_count=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn rotated_keys_sign_new_tokens_while_old_tokens_stay_valid_until_they_expire() {
+    let temp = tempfile::tempdir().unwrap();
+    let lifetime_s = 6;
+    let server = Server::start_in(
+        temp.path(),
+        &[],
+        &[("SPHERE_SMART_ACCESS_TOKEN_SECONDS", "6")],
+    );
+    let (key, kid, client_id) = backend_client(&server, Algorithm::ES384).await;
+    let (status, body, _) =
+        backend_token_request(&server, &key, Algorithm::ES384, &kid, &client_id).await;
+    assert_eq!(status, 200, "{body}");
+    let old_token = body["access_token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+    let before = jwks_kids(&server).await;
+    assert_eq!(before.len(), 2);
+    assert!(before.contains(&old_kid));
+
+    let rotated: Value = serde_json::from_str(&cli(&server, &["keys", "rotate"])).unwrap();
+    let new_kid = rotated["rsa_kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    assert!(rotated["retired_kids"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(old_kid)));
+    // The running server picks the rotation up within half a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let during = loop {
+        let kids = jwks_kids(&server).await;
+        if kids.contains(&new_kid) {
+            break kids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(during.len(), 4, "{during:?}");
+    assert!(during.contains(&old_kid));
+    // A token signed before the rotation still works; new tokens carry the new kid.
+    assert_eq!(fhir_status(&server, &old_token).await, 200);
+    let (status, body, _) =
+        backend_token_request(&server, &key, Algorithm::ES384, &kid, &client_id).await;
+    assert_eq!(status, 200, "{body}");
+    let new_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(kid_of(&new_token), new_kid);
+    assert_eq!(fhir_status(&server, &new_token).await, 200);
+    // Both verify against the published JWKS.
+    let jwks: jsonwebtoken::jwk::JwkSet = server
+        .client()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for t in [&old_token, &new_token] {
+        let header = jsonwebtoken::decode_header(t).unwrap();
+        let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.validate_aud = false;
+        jsonwebtoken::decode::<Value>(t, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
+            .unwrap();
+    }
+    // The log records the rotation with public keys only.
+    let log = cli(&server, &["log", "read", "signingkeys-server", "--json"]);
+    let event: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(event["data"]["rsa_kid"], json!(new_kid));
+    for k in event["data"]["jwks"]["keys"].as_array().unwrap() {
+        assert!(
+            k.get("d").is_none() && k.get("p").is_none(),
+            "a private key part in the log"
+        );
+    }
+    // Once every token the old keys signed has expired, they drop out of the JWKS.
+    tokio::time::sleep(std::time::Duration::from_secs(lifetime_s)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let kids = jwks_kids(&server).await;
+        if !kids.contains(&old_kid) {
+            assert_eq!(kids.len(), 2, "{kids:?}");
+            assert!(kids.contains(&new_kid));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old key still published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(fhir_status(&server, &old_token).await, 401);
+}

@@ -59,6 +59,20 @@ pub struct RegisterArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a new RSA and EC P-384 signing pair with fresh kids and sign with it from now
+    /// on; the old public keys stay in the JWKS until every token they signed has expired.
+    /// Works while the server runs (it re-reads the key ring within half a second).
+    Rotate,
+}
+
+#[derive(Debug, Args)]
 pub struct UsersArgs {
     #[command(subcommand)]
     pub command: UsersCommand,
@@ -207,6 +221,49 @@ pub async fn run_apps(config: Config, args: &AppsArgs) -> anyhow::Result<()> {
         }
     }
     log.close().await?;
+    Ok(())
+}
+
+pub async fn run_keys(config: Config, args: &KeysArgs) -> anyhow::Result<()> {
+    match args.command {
+        KeysCommand::Rotate => {
+            let dir = config.data_dir.join("keys");
+            let rotation = crate::smart::keys::SigningKeys::rotate(&dir, crate::smart::now_ms())?;
+            // The log records the rotation for auditors: public keys and kids only.
+            let log = open_log(&config).await?;
+            let event = NewEvent::json(
+                ev::SIGNING_KEYS_ROTATED,
+                &ev::SigningKeysRotated {
+                    rsa_kid: rotation.rsa_kid.clone(),
+                    ec_kid: rotation.ec_kid.clone(),
+                    jwks: serde_json::to_value(&rotation.jwks)?,
+                    retired_kids: rotation.retired_kids.clone(),
+                    dropped_kids: rotation.dropped_kids.clone(),
+                    rotated_ms: rotation.rotated_ms,
+                },
+            )?;
+            log.append(
+                &ev::signing_keys_stream(),
+                ExpectedRevision::Any,
+                vec![event],
+            )
+            .await?;
+            log.close().await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "rsa_kid": rotation.rsa_kid,
+                    "ec_kid": rotation.ec_kid,
+                    "retired_kids": rotation.retired_kids,
+                    "dropped_kids": rotation.dropped_kids,
+                })
+            );
+            eprintln!(
+                "New tokens are signed with the new keys; the retired keys stay in the JWKS for {} s (the token lifetime).",
+                config.smart.access_token_seconds
+            );
+        }
+    }
     Ok(())
 }
 

@@ -40,11 +40,12 @@ use crate::config::Config;
 use crate::eventlog::Position;
 use crate::projection::ProjectionHandle;
 
-pub use keys::{KeyError, SigningKeys};
+pub use keys::{KeyError, KeyRing, SigningKeys};
 
 /// The authorization server's state, held by [`App`].
 pub struct Smart {
-    pub keys: SigningKeys,
+    /// The signing keys; a rotation by `sphere keys rotate` is picked up by [`Smart::watch_keys`].
+    pub keys: KeyRing,
     pub status: Arc<RwLock<TokenStatus>>,
     status_handle: ProjectionHandle,
     pub sessions: session::Sessions,
@@ -65,7 +66,10 @@ impl Smart {
         status: Arc<RwLock<TokenStatus>>,
         status_handle: ProjectionHandle,
     ) -> Result<Self, KeyError> {
-        let keys = SigningKeys::load_or_generate(&config.data_dir.join("keys"))?;
+        // A retired key signed tokens for at most this long (access tokens and id_tokens
+        // share the lifetime).
+        let lifetime_ms = config.smart.access_token_seconds as i64 * 1000;
+        let keys = KeyRing::open(&config.data_dir.join("keys"), lifetime_ms)?;
         let per_second =
             NonZeroU32::new(config.smart.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.smart.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
@@ -115,6 +119,29 @@ impl Smart {
                 tracing::error!(error = %e, "token-status view is behind");
                 reply::OAuthError::server("the token-status view is not up to date")
             })
+    }
+
+    /// Re-reads the key ring twice a second while `smart` lives: a rotation from the CLI, or
+    /// a retired key whose tokens have all expired, shows in the JWKS within half a second.
+    pub fn watch_keys(smart: &Arc<Smart>) {
+        let weak = Arc::downgrade(smart);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let Some(smart) = weak.upgrade() else { return };
+                match smart.keys.refresh(now_ms()) {
+                    Ok(true) => {
+                        let keys = smart.keys.get();
+                        tracing::info!(rsa_kid = %keys.rsa.kid, ec_kid = %keys.ec.kid, published = keys.jwks().keys.len(), "signing keys reloaded");
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "the key ring could not be re-read; keeping the keys in use")
+                    }
+                }
+            }
+        });
     }
 
     /// Takes one request from `client_id`'s allowance; `Err` holds the seconds to wait.

@@ -76,10 +76,11 @@ fn mint_access(smart: &Smart, grant: &GrantCreated, scope: &str) -> Result<Minte
             .as_ref()
             .map(|f| format!("{}/{f}", smart.fhir_base())),
     };
+    let keys = smart.keys.get();
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(smart.keys.rsa.kid.clone());
+    header.kid = Some(keys.rsa.kid.clone());
     header.typ = Some("at+jwt".into());
-    let token = jsonwebtoken::encode(&header, &claims, &smart.keys.rsa.encoding).map_err(|e| {
+    let token = jsonwebtoken::encode(&header, &claims, &keys.rsa.encoding).map_err(|e| {
         tracing::error!(error = %e, "signing an access token failed");
         OAuthError::server("signing failed")
     })?;
@@ -110,9 +111,10 @@ fn mint_id_token(
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
     }
+    let keys = smart.keys.get();
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(smart.keys.rsa.kid.clone());
-    jsonwebtoken::encode(&header, &claims, &smart.keys.rsa.encoding).map_err(|e| {
+    header.kid = Some(keys.rsa.kid.clone());
+    jsonwebtoken::encode(&header, &claims, &keys.rsa.encoding).map_err(|e| {
         tracing::error!(error = %e, "signing an id_token failed");
         OAuthError::server("signing failed")
     })
