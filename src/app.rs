@@ -19,7 +19,7 @@ pub enum StartError {
     #[error(transparent)]
     Projection(#[from] sphere_projections::ProjectionError),
     #[error(transparent)]
-    Keys(#[from] crate::smart::KeyError),
+    Smart(#[from] crate::smart::SetupError),
 }
 
 pub struct App {

@@ -1456,3 +1456,190 @@ async fn rotated_keys_sign_new_tokens_while_old_tokens_stay_valid_until_they_exp
     }
     assert_eq!(fhir_status(&server, &old_token).await, 401);
 }
+
+/// A tiny HTTPS server for a client's `jwks_uri`: serves `body` (or fails with `status`),
+/// counts requests. Its self-signed certificate is written to `ca_path` for the server to
+/// trust (`smart.jwks_ca_file`).
+struct JwksHost {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<(u16, String)>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn jwks_host(ca_path: &std::path::Path) -> JwksHost {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(ca_path, certified.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = std::sync::Arc::new(std::sync::Mutex::new((200u16, String::new())));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (b, h) = (body.clone(), hits.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, b, h) = (acceptor.clone(), b.clone(), h.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let (status, text) = b.lock().unwrap().clone();
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    JwksHost {
+        url: format!("https://localhost:{port}/jwks.json"),
+        body,
+        hits,
+    }
+}
+
+#[tokio::test]
+async fn backend_keys_from_a_jwks_uri_are_fetched_cached_and_refetched_for_a_new_kid() {
+    use std::sync::atomic::Ordering;
+    let temp = tempfile::tempdir().unwrap();
+    let ca = temp.path().join("jwks-ca.pem");
+    let host = jwks_host(&ca).await;
+    let data = temp.path().join("data");
+    let server = Server::start_in(
+        &data,
+        &[],
+        &[
+            ("SPHERE_SMART_JWKS_CA_FILE", ca.to_str().unwrap()),
+            ("SPHERE_SMART_JWKS_REFETCH_SECONDS", "1"),
+        ],
+    );
+    let alg = Algorithm::ES384;
+    let (key1, jwks1, kid1) = client_keys(alg);
+    let (key2, jwks2, kid2) = client_keys(alg);
+    *host.body.lock().unwrap() = (200, jwks1.to_string());
+
+    // Only https jwks_uris, and not together with jwks.
+    for bad in [
+        json!({"jwks_uri": "http://localhost/jwks.json"}),
+        json!({"jwks_uri": "not a url"}),
+        json!({"jwks_uri": host.url, "jwks": jwks1}),
+    ] {
+        let mut body = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "scope": "system/*.rs"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(bad.as_object().unwrap().clone());
+        let r = server
+            .client()
+            .post(server.url("/auth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "invalid_client_metadata"
+        );
+    }
+    let app = register(&server, json!({
+        "client_name": "Backend by jwks_uri", "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": host.url, "scope": "system/*.rs",
+    }))
+    .await;
+    assert_eq!(app["jwks_uri"], json!(host.url));
+    let client_id = app["client_id"].as_str().unwrap().to_owned();
+
+    // Fetched once, then served from the cache.
+    for _ in 0..3 {
+        let (status, body, _) = backend_token_request(&server, &key1, alg, &kid1, &client_id).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(host.hits.load(Ordering::SeqCst), 1);
+
+    // The client adds a key: an assertion naming it triggers one refetch.
+    let mut both = jwks1.clone();
+    both["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(jwks2["keys"][0].clone());
+    *host.body.lock().unwrap() = (200, both.to_string());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body, _) = backend_token_request(&server, &key2, alg, &kid2, &client_id).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(host.hits.load(Ordering::SeqCst), 2);
+
+    // Made-up kids: refused, and they cannot make the server fetch in a loop.
+    let (rogue, _, _) = client_keys(alg);
+    for i in 0..5 {
+        let (status, body, _) =
+            backend_token_request(&server, &rogue, alg, &format!("rogue-{i}"), &client_id).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_client");
+    }
+    assert!(host.hits.load(Ordering::SeqCst) <= 3);
+
+    // The host fails: a clear invalid_client once a fetch is needed.
+    *host.body.lock().unwrap() = (500, "oops".into());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body, _) =
+        backend_token_request(&server, &rogue, alg, "rogue-x", &client_id).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("jwks_uri could not be used: it answered HTTP 500"),
+        "{body}"
+    );
+    // An unreachable jwks_uri, and one that does not serve a JWKS.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (uri, why) in [
+        (
+            format!("https://localhost:{closed}/jwks.json"),
+            "could not be reached",
+        ),
+        (host.url.clone(), "not a JWKS"),
+    ] {
+        *host.body.lock().unwrap() = (200, "{\"not\": \"keys\"}".into());
+        let app = register(&server, json!({
+            "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+            "jwks_uri": uri, "scope": "system/*.rs",
+        }))
+        .await;
+        let id = app["client_id"].as_str().unwrap();
+        let (status, body, _) = backend_token_request(&server, &key1, alg, &kid1, id).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_client");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+    }
+}

@@ -51,8 +51,11 @@ pub struct RegisterArgs {
     #[arg(long = "grant-type")]
     pub grant_types: Vec<String>,
     /// A JWKS file with the app's public keys (private_key_jwt).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
     pub jwks: Option<PathBuf>,
+    /// An https URL where the app publishes its JWKS (private_key_jwt), fetched and cached.
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
     /// The app's EHR launch URL.
     #[arg(long)]
     pub launch_uri: Option<String>,
@@ -135,7 +138,7 @@ pub async fn run_apps(config: Config, args: &AppsArgs) -> anyhow::Result<()> {
                 token_endpoint_auth_method: Some(a.auth_method.clone()),
                 scope: Some(a.scope.clone()),
                 jwks,
-                jwks_uri: None,
+                jwks_uri: a.jwks_uri.clone(),
                 launch_uri: a.launch_uri.clone(),
             };
             let registered = register(log.as_ref(), metadata, true).await?;

@@ -11,6 +11,7 @@ pub mod authorize;
 pub mod bearer;
 pub mod cli;
 pub mod client_auth;
+pub mod client_keys;
 pub mod demo;
 pub mod discovery;
 pub mod grants;
@@ -42,6 +43,15 @@ use crate::projection::ProjectionHandle;
 
 pub use keys::{KeyError, KeyRing, SigningKeys};
 
+/// Why the authorization server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("smart.jwks_ca_file {path}: {message}")]
+    JwksCa { path: String, message: String },
+}
+
 /// The authorization server's state, held by [`App`].
 pub struct Smart {
     /// The signing keys; a rotation by `sphere keys rotate` is picked up by [`Smart::watch_keys`].
@@ -50,6 +60,10 @@ pub struct Smart {
     status_handle: ProjectionHandle,
     pub sessions: session::Sessions,
     pub secrets: client_auth::VerifiedSecrets,
+    /// Parsed public keys of private_key_jwt clients (by value or fetched from jwks_uri).
+    pub client_keys: client_keys::ClientKeys,
+    /// Assertion jtis spent and not yet expired.
+    pub spent_assertions: client_auth::SpentAssertions,
     /// Access tokens whose signature and claims were verified, by token text.
     verified: std::sync::Mutex<std::collections::HashMap<String, token::AccessClaims>>,
     limiter: DefaultKeyedRateLimiter<String>,
@@ -65,11 +79,29 @@ impl Smart {
         config: &Config,
         status: Arc<RwLock<TokenStatus>>,
         status_handle: ProjectionHandle,
-    ) -> Result<Self, KeyError> {
+    ) -> Result<Self, SetupError> {
         // A retired key signed tokens for at most this long (access tokens and id_tokens
         // share the lifetime).
         let lifetime_ms = config.smart.access_token_seconds as i64 * 1000;
         let keys = KeyRing::open(&config.data_dir.join("keys"), lifetime_ms)?;
+        let ca_path = &config.smart.jwks_ca_file;
+        let extra_roots = if ca_path.is_empty() {
+            Vec::new()
+        } else {
+            std::fs::read(ca_path).map_err(|e| SetupError::JwksCa {
+                path: ca_path.clone(),
+                message: e.to_string(),
+            })?
+        };
+        let client_keys = client_keys::ClientKeys::new(
+            Duration::from_secs(config.smart.jwks_cache_seconds),
+            Duration::from_secs(config.smart.jwks_refetch_seconds),
+            &extra_roots,
+        )
+        .map_err(|message| SetupError::JwksCa {
+            path: ca_path.clone(),
+            message,
+        })?;
         let per_second =
             NonZeroU32::new(config.smart.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.smart.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
@@ -79,6 +111,8 @@ impl Smart {
             status_handle,
             sessions: session::Sessions::default(),
             secrets: client_auth::VerifiedSecrets::default(),
+            client_keys,
+            spent_assertions: client_auth::SpentAssertions::default(),
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             issuer: config.base_url(),

@@ -477,7 +477,22 @@ async fn client_credentials(
         context: LaunchContext::default(),
         created_ms: now_ms(),
     };
-    let access = mint_access(smart, &grant, &grant.scope)?;
+    // A jti is spent once. Memory refuses a replay at once; the log (below) is the authority.
+    if !smart
+        .spent_assertions
+        .spend(client.client_id(), &jti, assertion_exp, now_ms())
+    {
+        return Err(OAuthError::invalid_client(
+            "the client_assertion jti was already used",
+        ));
+    }
+    let access = match mint_access(smart, &grant, &grant.scope) {
+        Ok(a) => a,
+        Err(e) => {
+            smart.spent_assertions.unspend(client.client_id(), &jti);
+            return Err(e);
+        }
+    };
     let assertion_stream =
         ev::assertion_stream(&sha256_hex(&format!("{}\n{jti}", client.client_id())));
     let writes = vec![
@@ -520,7 +535,10 @@ async fn client_credentials(
                 "the client_assertion jti was already used",
             ))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            smart.spent_assertions.unspend(client.client_id(), &jti);
+            return Err(e.into());
+        }
     };
     smart.wait_for(position).await?;
     Ok(json!({
