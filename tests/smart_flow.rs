@@ -1643,3 +1643,104 @@ async fn backend_keys_from_a_jwks_uri_are_fetched_cached_and_refetched_for_a_new
         );
     }
 }
+
+async fn sign_in(server: &Server, username: &str, password: &str) -> (u16, String, Option<String>) {
+    let r = no_redirects(server)
+        .post(server.url("/auth/login"))
+        .form(&[
+            ("txn", ""),
+            ("csrf", ""),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, r.text().await.unwrap(), retry)
+}
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_lock_out_that_username_for_a_while_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        temp.path(),
+        &[],
+        &[
+            ("SPHERE_SMART_LOGIN_MAX_FAILURES", "3"),
+            ("SPHERE_SMART_LOGIN_LOCKOUT_SECONDS", "3"),
+        ],
+    );
+    add_user(&server, "alice", &["--patient", "p1"]).await;
+    add_user(&server, "bob", &["--patient", "p2"]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sign_in(&server, "bob", "password-123").await.0 != 303 {
+        assert!(std::time::Instant::now() < deadline, "users not visible");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for _ in 0..2 {
+        let (status, page, _) = sign_in(&server, "alice", "wrong-password").await;
+        assert_eq!(status, 401);
+        assert!(page.contains("The username or password is not right."));
+    }
+    let (status, page, retry) = sign_in(&server, "alice", "wrong-password").await;
+    assert_eq!(status, 429);
+    assert!(page.contains("Too many failed sign-ins"), "{page}");
+    assert!(page.contains("try again in 3 seconds"), "{page}");
+    assert_eq!(retry.as_deref(), Some("3"));
+    // Locked: even the right password is refused (guessing stops paying off), with a page
+    // that still offers the form.
+    let (status, page, _) = sign_in(&server, "alice", "password-123").await;
+    assert_eq!(status, 429);
+    assert!(page.contains("name=\"password\""));
+    // Another user signs in as usual.
+    assert_eq!(sign_in(&server, "bob", "password-123").await.0, 303);
+    // After the lockout, alice's right password works again.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(sign_in(&server, "alice", "password-123").await.0, 303);
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_limit_gets_429_with_retry_after_and_others_do_not() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        temp.path(),
+        &[],
+        &[
+            ("SPHERE_SMART_RATE_LIMIT_PER_SECOND", "1"),
+            ("SPHERE_SMART_RATE_LIMIT_BURST", "3"),
+        ],
+    );
+    let alg = Algorithm::ES384;
+    let (key_a, kid_a, busy) = backend_client(&server, alg).await;
+    let (key_b, kid_b, quiet) = backend_client(&server, alg).await;
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..6 {
+        let (status, body, headers) =
+            backend_token_request(&server, &key_a, alg, &kid_a, &busy).await;
+        statuses.push(status);
+        if status == 429 {
+            limited = Some((body, headers));
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let (body, headers) = limited.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+    assert!(body["error_description"].is_string());
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(headers["cache-control"], "no-store");
+    // Another client has its own allowance.
+    let (status, body, _) = backend_token_request(&server, &key_b, alg, &kid_b, &quiet).await;
+    assert_eq!(status, 200, "{body}");
+    // The busy client's allowance comes back with time.
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    let (status, body, _) = backend_token_request(&server, &key_a, alg, &kid_a, &busy).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod grants;
 pub mod keys;
 pub mod launch;
+pub mod login_throttle;
 pub mod pages;
 pub mod policy;
 pub mod register;
@@ -59,6 +60,8 @@ pub struct Smart {
     pub status: Arc<RwLock<TokenStatus>>,
     status_handle: ProjectionHandle,
     pub sessions: session::Sessions,
+    /// Failed sign-ins per username and address, and lockouts.
+    pub logins: login_throttle::LoginThrottle,
     pub secrets: client_auth::VerifiedSecrets,
     /// Parsed public keys of private_key_jwt clients (by value or fetched from jwks_uri).
     pub client_keys: client_keys::ClientKeys,
@@ -110,6 +113,10 @@ impl Smart {
             status,
             status_handle,
             sessions: session::Sessions::default(),
+            logins: login_throttle::LoginThrottle::new(
+                config.smart.login_max_failures,
+                config.smart.login_lockout_seconds,
+            ),
             secrets: client_auth::VerifiedSecrets::default(),
             client_keys,
             spent_assertions: client_auth::SpentAssertions::default(),
