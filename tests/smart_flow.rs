@@ -1381,8 +1381,11 @@ async fn rotated_keys_sign_new_tokens_while_old_tokens_stay_valid_until_they_exp
     assert!(before.contains(&old_kid));
 
     let rotated: Value = serde_json::from_str(&cli(&server, &["keys", "rotate"])).unwrap();
-    let new_kid = rotated["rsa_kid"].as_str().unwrap().to_owned();
+    // Access tokens are ES384 with the EC key; id_tokens RS256 with the RSA key.
+    let new_kid = rotated["ec_kid"].as_str().unwrap().to_owned();
+    let new_rsa_kid = rotated["rsa_kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
+    assert!(!before.contains(&new_rsa_kid));
     assert!(rotated["retired_kids"]
         .as_array()
         .unwrap()
@@ -1431,7 +1434,8 @@ async fn rotated_keys_sign_new_tokens_while_old_tokens_stay_valid_until_they_exp
     // The log records the rotation with public keys only.
     let log = cli(&server, &["log", "read", "signingkeys-server", "--json"]);
     let event: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-    assert_eq!(event["data"]["rsa_kid"], json!(new_kid));
+    assert_eq!(event["data"]["ec_kid"], json!(new_kid));
+    assert_eq!(event["data"]["rsa_kid"], json!(new_rsa_kid));
     for k in event["data"]["jwks"]["keys"].as_array().unwrap() {
         assert!(
             k.get("d").is_none() && k.get("p").is_none(),

@@ -1,5 +1,5 @@
-//! The server's signing keys: an RSA key (RS256 for id_tokens and access tokens) and an EC
-//! P-384 key (ES384), generated on first start into `DATA_DIR/keys` (mode 0600) or supplied
+//! The server's signing keys: an RSA key (RS256, for id_tokens) and an EC P-384 key (ES384,
+//! for access tokens), generated on first start into `DATA_DIR/keys` (mode 0600) or supplied
 //! there by the operator as PKCS#8 DER files, and published as a JWKS.
 //!
 //! Rotation (`sphere keys rotate`) writes a new pair next to the old one and records the
@@ -45,6 +45,56 @@ pub struct SigningKey {
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,
     pub jwk: Jwk,
+    /// The private key parsed once. `jsonwebtoken::encode` parses and validates the key
+    /// pair from DER on every call, which costs more than the signature itself.
+    signer: Signer,
+}
+
+enum Signer {
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
+    Ec(aws_lc_rs::signature::EcdsaKeyPair),
+}
+
+impl SigningKey {
+    /// A compact JWS of `claims` under `header` (whose `alg` must be this key's algorithm),
+    /// exactly what `jsonwebtoken::encode` produces, without re-parsing the key.
+    pub fn sign<T: Serialize>(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &T,
+    ) -> Result<String, String> {
+        use base64::Engine;
+        if header.alg != self.algorithm {
+            return Err(format!(
+                "{:?} key asked to sign {:?}",
+                self.algorithm, header.alg
+            ));
+        }
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = serde_json::to_vec(header).map_err(|e| e.to_string())?;
+        let claims = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+        let message = format!("{}.{}", b64.encode(header), b64.encode(claims));
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let signature = match &self.signer {
+            Signer::Rsa(pair) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    message.as_bytes(),
+                    &mut signature,
+                )
+                .map_err(|e| e.to_string())?;
+                signature
+            }
+            Signer::Ec(pair) => pair
+                .sign(&rng, message.as_bytes())
+                .map_err(|e| e.to_string())?
+                .as_ref()
+                .to_vec(),
+        };
+        Ok(format!("{message}.{}", b64.encode(signature)))
+    }
 }
 
 /// File names (inside the keys directory) of one RSA + EC pair.
@@ -302,14 +352,33 @@ fn load_pair(
     // jsonwebtoken's aws-lc backend wants RSA keys as PKCS#1 RSAPrivateKey.
     let pkcs1 = pkcs8_private_key(&rsa_pk8)
         .ok_or_else(|| unusable(&rsa_path, "RSA", "not PKCS#8 DER".into()))?;
-    let rsa = signing_key(EncodingKey::from_rsa_der(pkcs1), Algorithm::RS256)
-        .map_err(|e| unusable(&rsa_path, "RSA", e))?;
-    let ec = signing_key(EncodingKey::from_ec_der(&ec_pk8), Algorithm::ES384)
-        .map_err(|e| unusable(&ec_path, "EC P-384", e))?;
+    let rsa_signer = aws_lc_rs::signature::RsaKeyPair::from_der(pkcs1)
+        .map_err(|e| unusable(&rsa_path, "RSA", e.to_string()))?;
+    let rsa = signing_key(
+        EncodingKey::from_rsa_der(pkcs1),
+        Algorithm::RS256,
+        Signer::Rsa(rsa_signer),
+    )
+    .map_err(|e| unusable(&rsa_path, "RSA", e))?;
+    let ec_signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+        &ec_pk8,
+    )
+    .map_err(|e| unusable(&ec_path, "EC P-384", e.to_string()))?;
+    let ec = signing_key(
+        EncodingKey::from_ec_der(&ec_pk8),
+        Algorithm::ES384,
+        Signer::Ec(ec_signer),
+    )
+    .map_err(|e| unusable(&ec_path, "EC P-384", e))?;
     Ok((rsa, ec))
 }
 
-fn signing_key(encoding: EncodingKey, algorithm: Algorithm) -> Result<SigningKey, String> {
+fn signing_key(
+    encoding: EncodingKey,
+    algorithm: Algorithm,
+    signer: Signer,
+) -> Result<SigningKey, String> {
     let mut jwk = Jwk::from_encoding_key(&encoding, algorithm).map_err(|e| e.to_string())?;
     let kid = jwk
         .thumbprint(ThumbprintHash::SHA256)
@@ -327,6 +396,7 @@ fn signing_key(encoding: EncodingKey, algorithm: Algorithm) -> Result<SigningKey
         encoding,
         decoding,
         jwk,
+        signer,
     })
 }
 
@@ -431,6 +501,32 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn cached_signers_make_tokens_that_jsonwebtoken_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = SigningKeys::load_or_generate(dir.path()).unwrap();
+        let claims = serde_json::json!({"sub": "s", "exp": 4_000_000_000u64});
+        for key in [&keys.rsa, &keys.ec] {
+            let mut header = jsonwebtoken::Header::new(key.algorithm);
+            header.kid = Some(key.kid.clone());
+            let token = key.sign(&header, &claims).unwrap();
+            let mut v = jsonwebtoken::Validation::new(key.algorithm);
+            v.validate_aud = false;
+            let data =
+                jsonwebtoken::decode::<serde_json::Value>(&token, &key.decoding, &v).unwrap();
+            assert_eq!(data.claims["sub"], "s");
+            // A wrong algorithm is refused, not silently signed.
+            let other = if key.algorithm == Algorithm::RS256 {
+                Algorithm::ES384
+            } else {
+                Algorithm::RS256
+            };
+            assert!(key
+                .sign(&jsonwebtoken::Header::new(other), &claims)
+                .is_err());
         }
     }
 
