@@ -19,7 +19,7 @@ pub enum StartError {
     #[error(transparent)]
     Projection(#[from] sphere_projections::ProjectionError),
     #[error(transparent)]
-    Keys(#[from] crate::smart::KeyError),
+    Smart(#[from] crate::smart::SetupError),
 }
 
 pub struct App {
@@ -69,6 +69,7 @@ impl App {
             token_status_handle.clone(),
         )?);
         crate::smart::bearer::install(&smart);
+        crate::smart::Smart::watch_keys(&smart);
         let mut projections = vec![runner::spawn(log.clone(), stats), token_status_handle];
         projections.push(search_handle);
         Ok(Arc::new(Self {

@@ -39,6 +39,58 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "smart.approval_required",
         "true: new apps wait for an operator",
     ),
+    (
+        "SPHERE_SMART_ACCESS_TOKEN_SECONDS",
+        "smart.access_token_seconds",
+        "access token and id_token lifetime",
+    ),
+    (
+        "SPHERE_SMART_RATE_LIMIT_PER_SECOND",
+        "smart.rate_limit_per_second",
+        "requests per second per app",
+    ),
+    (
+        "SPHERE_SMART_RATE_LIMIT_BURST",
+        "smart.rate_limit_burst",
+        "burst per app",
+    ),
+    (
+        "SPHERE_SMART_JWKS_CACHE_SECONDS",
+        "smart.jwks_cache_seconds",
+        "how long fetched client keys are used",
+    ),
+    (
+        "SPHERE_SMART_JWKS_REFETCH_SECONDS",
+        "smart.jwks_refetch_seconds",
+        "least time between jwks_uri refetches per client",
+    ),
+    (
+        "SPHERE_SMART_JWKS_CA_FILE",
+        "smart.jwks_ca_file",
+        "extra CA certificates (PEM) for jwks_uri",
+    ),
+    (
+        "SPHERE_SMART_LOGIN_MAX_FAILURES",
+        "smart.login_max_failures",
+        "failed sign-ins before a lockout",
+    ),
+    (
+        "SPHERE_SMART_LOGIN_LOCKOUT_SECONDS",
+        "smart.login_lockout_seconds",
+        "lockout length",
+    ),
+];
+
+/// Keys whose environment values are whole numbers.
+const NUMERIC_KEYS: &[&str] = &[
+    "http.max_body_bytes",
+    "smart.access_token_seconds",
+    "smart.rate_limit_per_second",
+    "smart.rate_limit_burst",
+    "smart.jwks_cache_seconds",
+    "smart.jwks_refetch_seconds",
+    "smart.login_max_failures",
+    "smart.login_lockout_seconds",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +154,16 @@ pub struct SmartConfig {
     pub approval_required: bool,
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
+    /// How long a client's keys fetched from its `jwks_uri` are used before a refetch.
+    pub jwks_cache_seconds: u64,
+    /// At most one `jwks_uri` refetch per client this often (an unknown `kid` triggers one).
+    pub jwks_refetch_seconds: u64,
+    /// PEM CA certificates trusted for `jwks_uri` fetches besides the system roots.
+    pub jwks_ca_file: String,
+    /// Failed sign-ins for one username (or from one address) before it is locked out.
+    pub login_max_failures: u32,
+    /// How long a lockout lasts, and the window failures are counted in.
+    pub login_lockout_seconds: u64,
 }
 
 /// Values from command-line flags; they win over everything else.
@@ -170,10 +232,10 @@ impl Config {
                             builder
                         }
                     },
-                    "http.max_body_bytes" => match value.parse::<u64>() {
+                    k if NUMERIC_KEYS.contains(&k) => match value.parse::<u64>() {
                         Ok(n) => set(builder, key, n, &mut problems),
                         Err(_) => {
-                            problems.push(format!("{name}={value:?} must be a number of bytes"));
+                            problems.push(format!("{name}={value:?} must be a whole number"));
                             builder
                         }
                     },
@@ -288,6 +350,17 @@ impl Config {
         if self.smart.rate_limit_per_second == 0 || self.smart.rate_limit_burst == 0 {
             problems
                 .push("smart.rate_limit_per_second and rate_limit_burst must be above 0".into());
+        }
+        if self.smart.jwks_cache_seconds == 0 {
+            problems.push("smart.jwks_cache_seconds must be above 0".into());
+        }
+        let ca = &self.smart.jwks_ca_file;
+        if !ca.is_empty() && !Path::new(ca).is_file() {
+            problems.push(format!("smart.jwks_ca_file = {ca:?}: no such file"));
+        }
+        if self.smart.login_max_failures == 0 || self.smart.login_lockout_seconds == 0 {
+            problems
+                .push("smart.login_max_failures and login_lockout_seconds must be above 0".into());
         }
         if self.http.max_body_bytes == 0 {
             problems.push("http.max_body_bytes must be greater than 0".into());

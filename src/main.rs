@@ -38,6 +38,7 @@ fn main() -> std::process::ExitCode {
             Command::Generate(args) => cli::generate::run(args),
             Command::Import(args) => cli::import::run(config, args).await,
             Command::Apps(args) => sphere::smart::cli::run_apps(config, args).await,
+            Command::Keys(args) => sphere::smart::cli::run_keys(config, args).await,
             Command::Users(args) => sphere::smart::cli::run_users(config, args).await,
         }
     });

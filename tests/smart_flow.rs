@@ -1288,3 +1288,463 @@ async fn ehr_launch_carries_patient_encounter_and_style_into_the_token() {
     .await;
     assert_eq!(status, 400);
 }
+
+/// A registered backend-services client: its key, kid and client id.
+async fn backend_client(server: &Server, alg: Algorithm) -> (EncodingKey, String, String) {
+    let (key, jwks, kid) = client_keys(alg);
+    let app = register(server, json!({
+        "client_name": "Backend", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": jwks, "scope": "system/*.rs",
+    }))
+    .await;
+    (key, kid, app["client_id"].as_str().unwrap().to_owned())
+}
+
+/// A client_credentials request with a fresh assertion: (status, body, headers).
+async fn backend_token_request(
+    server: &Server,
+    key: &EncodingKey,
+    alg: Algorithm,
+    kid: &str,
+    client_id: &str,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let token_url = format!("{}/auth/token", server.base);
+    let jti = uuid::Uuid::new_v4().to_string();
+    let a = assertion(key, alg, kid, client_id, &token_url, 120, &jti);
+    token(
+        server,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &a),
+        ],
+        None,
+    )
+    .await
+}
+
+async fn jwks_kids(server: &Server) -> Vec<String> {
+    let jwks: Value = server
+        .client()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn fhir_status(server: &Server, token: &str) -> u16 {
+    server
+        .client()
+        .get(server.url("/fhir/r4/Patient?_count=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn rotated_keys_sign_new_tokens_while_old_tokens_stay_valid_until_they_expire() {
+    let temp = tempfile::tempdir().unwrap();
+    let lifetime_s = 6;
+    let server = Server::start_in(
+        temp.path(),
+        &[],
+        &[("SPHERE_SMART_ACCESS_TOKEN_SECONDS", "6")],
+    );
+    let (key, kid, client_id) = backend_client(&server, Algorithm::ES384).await;
+    let (status, body, _) =
+        backend_token_request(&server, &key, Algorithm::ES384, &kid, &client_id).await;
+    assert_eq!(status, 200, "{body}");
+    let old_token = body["access_token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+    let before = jwks_kids(&server).await;
+    assert_eq!(before.len(), 2);
+    assert!(before.contains(&old_kid));
+
+    let rotated: Value = serde_json::from_str(&cli(&server, &["keys", "rotate"])).unwrap();
+    // Access tokens are ES384 with the EC key; id_tokens RS256 with the RSA key.
+    let new_kid = rotated["ec_kid"].as_str().unwrap().to_owned();
+    let new_rsa_kid = rotated["rsa_kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    assert!(!before.contains(&new_rsa_kid));
+    assert!(rotated["retired_kids"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(old_kid)));
+    // The running server picks the rotation up within half a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let during = loop {
+        let kids = jwks_kids(&server).await;
+        if kids.contains(&new_kid) {
+            break kids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(during.len(), 4, "{during:?}");
+    assert!(during.contains(&old_kid));
+    // A token signed before the rotation still works; new tokens carry the new kid.
+    assert_eq!(fhir_status(&server, &old_token).await, 200);
+    let (status, body, _) =
+        backend_token_request(&server, &key, Algorithm::ES384, &kid, &client_id).await;
+    assert_eq!(status, 200, "{body}");
+    let new_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(kid_of(&new_token), new_kid);
+    assert_eq!(fhir_status(&server, &new_token).await, 200);
+    // Both verify against the published JWKS.
+    let jwks: jsonwebtoken::jwk::JwkSet = server
+        .client()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for t in [&old_token, &new_token] {
+        let header = jsonwebtoken::decode_header(t).unwrap();
+        let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.validate_aud = false;
+        jsonwebtoken::decode::<Value>(t, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
+            .unwrap();
+    }
+    // The log records the rotation with public keys only.
+    let log = cli(&server, &["log", "read", "signingkeys-server", "--json"]);
+    let event: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(event["data"]["ec_kid"], json!(new_kid));
+    assert_eq!(event["data"]["rsa_kid"], json!(new_rsa_kid));
+    for k in event["data"]["jwks"]["keys"].as_array().unwrap() {
+        assert!(
+            k.get("d").is_none() && k.get("p").is_none(),
+            "a private key part in the log"
+        );
+    }
+    // Once every token the old keys signed has expired, they drop out of the JWKS.
+    tokio::time::sleep(std::time::Duration::from_secs(lifetime_s)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let kids = jwks_kids(&server).await;
+        if !kids.contains(&old_kid) {
+            assert_eq!(kids.len(), 2, "{kids:?}");
+            assert!(kids.contains(&new_kid));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old key still published"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(fhir_status(&server, &old_token).await, 401);
+}
+
+/// A tiny HTTPS server for a client's `jwks_uri`: serves `body` (or fails with `status`),
+/// counts requests. Its self-signed certificate is written to `ca_path` for the server to
+/// trust (`smart.jwks_ca_file`).
+struct JwksHost {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<(u16, String)>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn jwks_host(ca_path: &std::path::Path) -> JwksHost {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(ca_path, certified.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = std::sync::Arc::new(std::sync::Mutex::new((200u16, String::new())));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (b, h) = (body.clone(), hits.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, b, h) = (acceptor.clone(), b.clone(), h.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let (status, text) = b.lock().unwrap().clone();
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    JwksHost {
+        url: format!("https://localhost:{port}/jwks.json"),
+        body,
+        hits,
+    }
+}
+
+#[tokio::test]
+async fn backend_keys_from_a_jwks_uri_are_fetched_cached_and_refetched_for_a_new_kid() {
+    use std::sync::atomic::Ordering;
+    let temp = tempfile::tempdir().unwrap();
+    let ca = temp.path().join("jwks-ca.pem");
+    let host = jwks_host(&ca).await;
+    let data = temp.path().join("data");
+    let server = Server::start_in(
+        &data,
+        &[],
+        &[
+            ("SPHERE_SMART_JWKS_CA_FILE", ca.to_str().unwrap()),
+            ("SPHERE_SMART_JWKS_REFETCH_SECONDS", "1"),
+        ],
+    );
+    let alg = Algorithm::ES384;
+    let (key1, jwks1, kid1) = client_keys(alg);
+    let (key2, jwks2, kid2) = client_keys(alg);
+    *host.body.lock().unwrap() = (200, jwks1.to_string());
+
+    // Only https jwks_uris, and not together with jwks.
+    for bad in [
+        json!({"jwks_uri": "http://localhost/jwks.json"}),
+        json!({"jwks_uri": "not a url"}),
+        json!({"jwks_uri": host.url, "jwks": jwks1}),
+    ] {
+        let mut body = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "scope": "system/*.rs"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(bad.as_object().unwrap().clone());
+        let r = server
+            .client()
+            .post(server.url("/auth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "invalid_client_metadata"
+        );
+    }
+    let app = register(&server, json!({
+        "client_name": "Backend by jwks_uri", "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": host.url, "scope": "system/*.rs",
+    }))
+    .await;
+    assert_eq!(app["jwks_uri"], json!(host.url));
+    let client_id = app["client_id"].as_str().unwrap().to_owned();
+
+    // Fetched once, then served from the cache.
+    for _ in 0..3 {
+        let (status, body, _) = backend_token_request(&server, &key1, alg, &kid1, &client_id).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(host.hits.load(Ordering::SeqCst), 1);
+
+    // The client adds a key: an assertion naming it triggers one refetch.
+    let mut both = jwks1.clone();
+    both["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(jwks2["keys"][0].clone());
+    *host.body.lock().unwrap() = (200, both.to_string());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body, _) = backend_token_request(&server, &key2, alg, &kid2, &client_id).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(host.hits.load(Ordering::SeqCst), 2);
+
+    // Made-up kids: refused, and they cannot make the server fetch in a loop.
+    let (rogue, _, _) = client_keys(alg);
+    for i in 0..5 {
+        let (status, body, _) =
+            backend_token_request(&server, &rogue, alg, &format!("rogue-{i}"), &client_id).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_client");
+    }
+    assert!(host.hits.load(Ordering::SeqCst) <= 3);
+
+    // The host fails: a clear invalid_client once a fetch is needed.
+    *host.body.lock().unwrap() = (500, "oops".into());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body, _) =
+        backend_token_request(&server, &rogue, alg, "rogue-x", &client_id).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("jwks_uri could not be used: it answered HTTP 500"),
+        "{body}"
+    );
+    // An unreachable jwks_uri, and one that does not serve a JWKS.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (uri, why) in [
+        (
+            format!("https://localhost:{closed}/jwks.json"),
+            "could not be reached",
+        ),
+        (host.url.clone(), "not a JWKS"),
+    ] {
+        *host.body.lock().unwrap() = (200, "{\"not\": \"keys\"}".into());
+        let app = register(&server, json!({
+            "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+            "jwks_uri": uri, "scope": "system/*.rs",
+        }))
+        .await;
+        let id = app["client_id"].as_str().unwrap();
+        let (status, body, _) = backend_token_request(&server, &key1, alg, &kid1, id).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_client");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+    }
+}
+
+async fn sign_in(server: &Server, username: &str, password: &str) -> (u16, String, Option<String>) {
+    let r = no_redirects(server)
+        .post(server.url("/auth/login"))
+        .form(&[
+            ("txn", ""),
+            ("csrf", ""),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, r.text().await.unwrap(), retry)
+}
+
+#[tokio::test]
+async fn repeated_failed_sign_ins_lock_out_that_username_for_a_while_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        temp.path(),
+        &[],
+        &[
+            ("SPHERE_SMART_LOGIN_MAX_FAILURES", "3"),
+            ("SPHERE_SMART_LOGIN_LOCKOUT_SECONDS", "3"),
+        ],
+    );
+    add_user(&server, "alice", &["--patient", "p1"]).await;
+    add_user(&server, "bob", &["--patient", "p2"]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sign_in(&server, "bob", "password-123").await.0 != 303 {
+        assert!(std::time::Instant::now() < deadline, "users not visible");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for _ in 0..2 {
+        let (status, page, _) = sign_in(&server, "alice", "wrong-password").await;
+        assert_eq!(status, 401);
+        assert!(page.contains("The username or password is not right."));
+    }
+    let (status, page, retry) = sign_in(&server, "alice", "wrong-password").await;
+    assert_eq!(status, 429);
+    assert!(page.contains("Too many failed sign-ins"), "{page}");
+    assert!(page.contains("try again in 3 seconds"), "{page}");
+    assert_eq!(retry.as_deref(), Some("3"));
+    // Locked: even the right password is refused (guessing stops paying off), with a page
+    // that still offers the form.
+    let (status, page, _) = sign_in(&server, "alice", "password-123").await;
+    assert_eq!(status, 429);
+    assert!(page.contains("name=\"password\""));
+    // Another user signs in as usual.
+    assert_eq!(sign_in(&server, "bob", "password-123").await.0, 303);
+    // After the lockout, alice's right password works again.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(sign_in(&server, "alice", "password-123").await.0, 303);
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_limit_gets_429_with_retry_after_and_others_do_not() {
+    let temp = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        temp.path(),
+        &[],
+        &[
+            ("SPHERE_SMART_RATE_LIMIT_PER_SECOND", "1"),
+            ("SPHERE_SMART_RATE_LIMIT_BURST", "3"),
+        ],
+    );
+    let alg = Algorithm::ES384;
+    let (key_a, kid_a, busy) = backend_client(&server, alg).await;
+    let (key_b, kid_b, quiet) = backend_client(&server, alg).await;
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..6 {
+        let (status, body, headers) =
+            backend_token_request(&server, &key_a, alg, &kid_a, &busy).await;
+        statuses.push(status);
+        if status == 429 {
+            limited = Some((body, headers));
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let (body, headers) = limited.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+    assert!(body["error_description"].is_string());
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(headers["cache-control"], "no-store");
+    // Another client has its own allowance.
+    let (status, body, _) = backend_token_request(&server, &key_b, alg, &kid_b, &quiet).await;
+    assert_eq!(status, 200, "{body}");
+    // The busy client's allowance comes back with time.
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    let (status, body, _) = backend_token_request(&server, &key_a, alg, &kid_a, &busy).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -51,6 +51,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Register and manage SMART apps.
     Apps(crate::smart::cli::AppsArgs),
+    /// Rotate the authorization server's signing keys.
+    Keys(crate::smart::cli::KeysArgs),
     /// Manage the user directory (patients and practitioners who sign in).
     Users(crate::smart::cli::UsersArgs),
 }

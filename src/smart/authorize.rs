@@ -229,7 +229,7 @@ fn next_page(
     }
     html(
         StatusCode::OK,
-        pages::login(Some(&pending.client_name), txn, &pending.csrf, false),
+        pages::login(Some(&pending.client_name), txn, &pending.csrf, None),
     )
 }
 
@@ -295,8 +295,13 @@ async fn authorize(
     }
 }
 
-async fn login(app: Arc<App>, pairs: Vec<(String, String)>) -> warp::reply::Response {
+async fn login(
+    app: Arc<App>,
+    pairs: Vec<(String, String)>,
+    peer: Option<crate::http::server::PeerAddr>,
+) -> warp::reply::Response {
     let smart = &app.smart;
+    let address = peer.map(|p| p.0.ip());
     let txn = first(&pairs, "txn").unwrap_or_default().to_owned();
     let csrf = first(&pairs, "csrf").unwrap_or_default();
     let username = first(&pairs, "username").unwrap_or_default();
@@ -310,6 +315,29 @@ async fn login(app: Arc<App>, pairs: Vec<(String, String)>) -> warp::reply::Resp
             _ => return html(StatusCode::BAD_REQUEST, pages::error_page("This sign-in form has expired or was not issued by this server. Start again from the app.")),
         }
     };
+    let retry_page = |seconds: u64| {
+        let words = crate::smart::login_throttle::wait_words(seconds);
+        let mut response = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::login(
+                pending.as_ref().map(|p| p.client_name.as_str()),
+                &txn,
+                csrf,
+                Some(&format!(
+                    "Too many failed sign-ins. Sign-in is locked for this account; try again in {words}."
+                )),
+            ),
+        );
+        if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert("retry-after", v);
+        }
+        response
+    };
+    // A locked-out username (or address) is refused before the password is even checked.
+    if let Err(seconds) = smart.logins.check(username, address, now_ms()) {
+        tracing::info!(target: "sphere::auth", "sign-in refused: locked out after failed attempts");
+        return retry_page(seconds);
+    }
     // argon2 is deliberately slow: keep it off the async workers.
     let principal = {
         let app = app.clone();
@@ -321,16 +349,21 @@ async fn login(app: Arc<App>, pairs: Vec<(String, String)>) -> warp::reply::Resp
     };
     let Some(principal) = principal else {
         tracing::info!(target: "sphere::auth", "failed sign-in");
+        if let Err(seconds) = smart.logins.failed(username, address, now_ms()) {
+            tracing::warn!(target: "sphere::auth", "sign-in locked out after repeated failures");
+            return retry_page(seconds);
+        }
         return html(
             StatusCode::UNAUTHORIZED,
             pages::login(
                 pending.as_ref().map(|p| p.client_name.as_str()),
                 &txn,
                 csrf,
-                true,
+                Some("The username or password is not right."),
             ),
         );
     };
+    smart.logins.succeeded(username);
     let session_id = smart.sessions.sign_in(principal);
     let location = match &pending {
         Some(_) => {
@@ -517,6 +550,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::path!("auth" / "login"))
         .and(with_app.clone())
         .and(form_body())
+        .and(warp::ext::optional::<crate::http::server::PeerAddr>())
         .then(login);
     let consent_get = warp::get()
         .and(warp::path!("auth" / "consent"))

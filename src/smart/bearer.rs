@@ -1,9 +1,10 @@
 //! Access-token validation for the FHIR API and Bulk Data: signature with this server's key
-//! (`kid` must be ours, `alg` must be RS256 - so `none`, HS256-with-the-public-key and foreign
-//! keys all fail), `exp`, `iss`, `aud` = FHIR base, and the `jti` live in the token-status view
+//! (`kid` must be one of ours - current, or retired by a rotation and still valid - and `alg`
+//! must be that key's algorithm, so `none`, HS256-with-the-public-key and foreign keys all
+//! fail), `exp`, `iss`, `aud` = FHIR base, and the `jti` live in the token-status view
 //! (not revoked).
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Validation;
 use sphere_domain::smart::scope::ScopeSet;
 
 use crate::smart::token::AccessClaims;
@@ -51,17 +52,19 @@ impl Smart {
     /// Verifies a token's signature and claims, without the revocation check.
     pub fn decode_access(&self, token: &str) -> Result<AccessClaims, BearerError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| BearerError::Invalid)?;
-        if header.alg != Algorithm::RS256
-            || header.kid.as_deref() != Some(self.keys.rsa.kid.as_str())
-        {
-            return Err(BearerError::Invalid);
-        }
-        let mut validation = Validation::new(Algorithm::RS256);
+        let keys = self.keys.get();
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| keys.by_kid(kid))
+            .filter(|k| k.algorithm == header.alg)
+            .ok_or(BearerError::Invalid)?;
+        let mut validation = Validation::new(key.algorithm);
         validation.set_audience(&[self.fhir_base()]);
         validation.set_issuer(&[self.issuer()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 0;
-        jsonwebtoken::decode::<AccessClaims>(token, &self.keys.rsa.decoding, &validation)
+        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => BearerError::Expired,

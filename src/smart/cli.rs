@@ -51,11 +51,28 @@ pub struct RegisterArgs {
     #[arg(long = "grant-type")]
     pub grant_types: Vec<String>,
     /// A JWKS file with the app's public keys (private_key_jwt).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
     pub jwks: Option<PathBuf>,
+    /// An https URL where the app publishes its JWKS (private_key_jwt), fetched and cached.
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
     /// The app's EHR launch URL.
     #[arg(long)]
     pub launch_uri: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate a new RSA and EC P-384 signing pair with fresh kids and sign with it from now
+    /// on; the old public keys stay in the JWKS until every token they signed has expired.
+    /// Works while the server runs (it re-reads the key ring within half a second).
+    Rotate,
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +138,7 @@ pub async fn run_apps(config: Config, args: &AppsArgs) -> anyhow::Result<()> {
                 token_endpoint_auth_method: Some(a.auth_method.clone()),
                 scope: Some(a.scope.clone()),
                 jwks,
-                jwks_uri: None,
+                jwks_uri: a.jwks_uri.clone(),
                 launch_uri: a.launch_uri.clone(),
             };
             let registered = register(log.as_ref(), metadata, true).await?;
@@ -207,6 +224,49 @@ pub async fn run_apps(config: Config, args: &AppsArgs) -> anyhow::Result<()> {
         }
     }
     log.close().await?;
+    Ok(())
+}
+
+pub async fn run_keys(config: Config, args: &KeysArgs) -> anyhow::Result<()> {
+    match args.command {
+        KeysCommand::Rotate => {
+            let dir = config.data_dir.join("keys");
+            let rotation = crate::smart::keys::SigningKeys::rotate(&dir, crate::smart::now_ms())?;
+            // The log records the rotation for auditors: public keys and kids only.
+            let log = open_log(&config).await?;
+            let event = NewEvent::json(
+                ev::SIGNING_KEYS_ROTATED,
+                &ev::SigningKeysRotated {
+                    rsa_kid: rotation.rsa_kid.clone(),
+                    ec_kid: rotation.ec_kid.clone(),
+                    jwks: serde_json::to_value(&rotation.jwks)?,
+                    retired_kids: rotation.retired_kids.clone(),
+                    dropped_kids: rotation.dropped_kids.clone(),
+                    rotated_ms: rotation.rotated_ms,
+                },
+            )?;
+            log.append(
+                &ev::signing_keys_stream(),
+                ExpectedRevision::Any,
+                vec![event],
+            )
+            .await?;
+            log.close().await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "rsa_kid": rotation.rsa_kid,
+                    "ec_kid": rotation.ec_kid,
+                    "retired_kids": rotation.retired_kids,
+                    "dropped_kids": rotation.dropped_kids,
+                })
+            );
+            eprintln!(
+                "New tokens are signed with the new keys; the retired keys stay in the JWKS for {} s (the token lifetime).",
+                config.smart.access_token_seconds
+            );
+        }
+    }
     Ok(())
 }
 

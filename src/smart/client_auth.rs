@@ -2,12 +2,12 @@
 //! client_secret_basic, client_secret_post, private_key_jwt (RS384/ES384 assertions,
 //! RFC 7523 + SMART Backend Services), or none for public clients.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Mutex;
 
 use base64::Engine;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use sphere_domain::smart::events::ClientAuthMethod;
 use sphere_projections::token_status::App as RegisteredApp;
@@ -110,7 +110,7 @@ pub async fn authenticate(
         }
         let assertion = first(pairs, "client_assertion")
             .ok_or_else(|| OAuthError::invalid_request("client_assertion is missing"))?;
-        return verify_assertion(smart, assertion, first(pairs, "client_id"), &app_of);
+        return verify_assertion(smart, assertion, first(pairs, "client_id"), &app_of).await;
     }
     let id = first(pairs, "client_id")
         .ok_or_else(|| OAuthError::invalid_client("no client authentication and no client_id"))?;
@@ -177,11 +177,11 @@ async fn check_secret(
     Ok(())
 }
 
-fn verify_assertion(
+async fn verify_assertion(
     smart: &Smart,
     assertion: &str,
     client_id_param: Option<&str>,
-    app_of: &dyn Fn(&str) -> Result<RegisteredApp, OAuthError>,
+    app_of: &(dyn Fn(&str) -> Result<RegisteredApp, OAuthError> + Sync),
 ) -> Result<Client, OAuthError> {
     let bad = |d: &str| OAuthError::invalid_client(d.to_owned());
     let header =
@@ -190,12 +190,7 @@ fn verify_assertion(
         return Err(bad("client_assertion must be signed with RS384 or ES384"));
     }
     // Read iss before verifying, only to find whose keys to verify with.
-    let unverified = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(assertion)
-        .map_err(|_| bad("client_assertion is not a JWT"))?;
-    let iss = unverified.claims["iss"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let iss = unverified_iss(assertion).ok_or_else(|| bad("client_assertion is not a JWT"))?;
     if let Some(id) = client_id_param {
         if id != iss {
             return Err(bad("client_id does not match the assertion's iss"));
@@ -205,46 +200,29 @@ fn verify_assertion(
     if app.registration.token_endpoint_auth_method != ClientAuthMethod::PrivateKeyJwt {
         return Err(bad("this client is not registered for private_key_jwt"));
     }
-    let jwks: JwkSet = app
-        .registration
-        .jwks
-        .clone()
-        .and_then(|j| serde_json::from_value(j).ok())
-        .ok_or_else(|| bad("the client has no registered keys"))?;
-    let family_ok = |jwk: &jsonwebtoken::jwk::Jwk| {
-        matches!(
-            (&jwk.algorithm, header.alg),
-            (
-                jsonwebtoken::jwk::AlgorithmParameters::RSA(_),
-                Algorithm::RS384
-            ) | (
-                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_),
-                Algorithm::ES384
-            )
-        )
-    };
-    let candidates: Vec<&jsonwebtoken::jwk::Jwk> = match &header.kid {
-        Some(kid) => jwks
-            .keys
-            .iter()
-            .filter(|k| k.common.key_id.as_deref() == Some(kid))
-            .collect(),
-        None => jwks.keys.iter().collect(),
-    };
+    let keys = smart
+        .client_keys
+        .keys_for(&app, header.kid.as_deref())
+        .await?;
     let mut validation = Validation::new(header.alg);
     validation.set_audience(&[smart.token_url()]);
     validation.set_issuer(&[iss.as_str()]);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     validation.leeway = 30;
     let mut verified = None;
-    for jwk in candidates.into_iter().filter(|k| family_ok(k)) {
-        let Ok(key) = DecodingKey::from_jwk(jwk) else {
-            continue;
-        };
-        if let Ok(data) = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation) {
+    let mut candidates = 0;
+    for key in keys.candidates(header.alg, header.kid.as_deref()) {
+        candidates += 1;
+        if let Ok(data) = jsonwebtoken::decode::<AssertionClaims>(assertion, &key.key, &validation)
+        {
             verified = Some(data.claims);
             break;
         }
+    }
+    if candidates == 0 {
+        return Err(bad(
+            "no registered key of the client matches the client_assertion's kid and alg",
+        ));
     }
     let claims = verified.ok_or_else(|| {
         bad("client_assertion signature, audience, issuer or expiry is not valid")
@@ -264,4 +242,118 @@ fn verify_assertion(
         method: ClientAuthMethod::PrivateKeyJwt,
         assertion: Some((claims.jti, claims.exp * 1000)),
     })
+}
+
+/// The `iss` of a JWT's payload, unverified: only to pick the keys to verify it with.
+fn unverified_iss(jwt: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: String,
+    }
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Iss>(&bytes).ok().map(|c| c.iss)
+}
+
+/// Assertion `jti`s already spent, per client, until the assertion expires: a replay is
+/// refused here without a trip to the log. The log stays the authority (a spent jti is an
+/// `assertion-...` stream that exists, so a replay to another node, or after a restart, fails
+/// on its expected-revision append); this memory only ever holds unexpired assertions - an
+/// expired one is refused by its `exp` anyway - so it stays bounded by the rate of token
+/// requests times the five-minute assertion lifetime.
+#[derive(Default)]
+pub struct SpentAssertions(Mutex<SpentInner>);
+
+#[derive(Default)]
+struct SpentInner {
+    /// (client, jti) -> expiry (ms).
+    spent: HashMap<(String, String), i64>,
+    /// Expiry order, for pruning without a scan.
+    by_expiry: BinaryHeap<Reverse<(i64, String, String)>>,
+}
+
+/// Spent assertions are kept this long past their `exp` (the clock leeway of the check).
+const SPENT_LEEWAY_MS: i64 = 30_000;
+
+impl SpentAssertions {
+    /// Records `jti` of `client_id` as spent until `expires_ms`; `false` if it already was.
+    pub fn spend(&self, client_id: &str, jti: &str, expires_ms: i64, now_ms: i64) -> bool {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        inner.prune(now_ms);
+        let key = (client_id.to_owned(), jti.to_owned());
+        if inner.spent.contains_key(&key) {
+            return false;
+        }
+        let until = expires_ms + SPENT_LEEWAY_MS;
+        inner
+            .by_expiry
+            .push(Reverse((until, key.0.clone(), key.1.clone())));
+        inner.spent.insert(key, until);
+        true
+    }
+
+    /// Forgets a spend whose token issue failed for another reason than a replay, so the
+    /// client may retry with the same assertion.
+    pub fn unspend(&self, client_id: &str, jti: &str) {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        inner.spent.remove(&(client_id.to_owned(), jti.to_owned()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).spent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SpentInner {
+    fn prune(&mut self, now_ms: i64) {
+        while let Some(Reverse((until, _, _))) = self.by_expiry.peek() {
+            if *until > now_ms {
+                break;
+            }
+            let Some(Reverse((until, client, jti))) = self.by_expiry.pop() else {
+                break;
+            };
+            let key = (client, jti);
+            // Only if this entry is still the one recorded (an unspend and a re-spend leave
+            // a newer expiry behind).
+            if self.spent.get(&key) == Some(&until) {
+                self.spent.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spent_jtis_are_refused_until_they_expire_and_then_pruned() {
+        let spent = SpentAssertions::default();
+        assert!(spent.spend("c", "j1", 1_000, 0));
+        assert!(!spent.spend("c", "j1", 1_000, 10), "a replay is refused");
+        assert!(spent.spend("other", "j1", 1_000, 10), "jtis are per client");
+        for i in 0..10_000 {
+            assert!(spent.spend("c", &format!("bulk-{i}"), 2_000 + i, 20));
+        }
+        assert_eq!(spent.len(), 10_002);
+        // Everything has expired (plus leeway): the next spend prunes it all.
+        assert!(spent.spend("c", "late", 100_000, 2_000 + 10_000 + SPENT_LEEWAY_MS));
+        assert_eq!(spent.len(), 1);
+        // Half expired: only that half goes.
+        let spent = SpentAssertions::default();
+        for i in 0..1_000 {
+            spent.spend("c", &format!("j{i}"), i, 0);
+        }
+        spent.spend("c", "now", 10_000, 500 + SPENT_LEEWAY_MS);
+        assert_eq!(spent.len(), 1_000 - 501 + 1);
+        spent.unspend("c", "now");
+        assert!(spent.spend("c", "now", 10_000, 500 + SPENT_LEEWAY_MS));
+    }
 }

@@ -129,7 +129,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::path!(".well-known" / "jwks.json"))
         .and(with_app.clone())
         .map(|app: Arc<App>| {
-            let body = serde_json::to_value(app.smart.keys.jwks()).unwrap_or(Value::Null);
+            let body = serde_json::to_value(app.smart.keys.get().jwks()).unwrap_or(Value::Null);
             json_reply(&body)
         });
     let style = warp::get()

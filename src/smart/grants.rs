@@ -17,7 +17,7 @@ async fn show(app: Arc<App>, cookie: Option<String>) -> warp::reply::Response {
     let Some(session) =
         session_cookie(cookie.as_deref()).and_then(|id| app.smart.sessions.session(&id))
     else {
-        return html(StatusCode::OK, pages::login(None, "", "", false));
+        return html(StatusCode::OK, pages::login(None, "", "", None));
     };
     let rows: Vec<GrantRow> = {
         let status = app.smart.status();

@@ -11,11 +11,13 @@ pub mod authorize;
 pub mod bearer;
 pub mod cli;
 pub mod client_auth;
+pub mod client_keys;
 pub mod demo;
 pub mod discovery;
 pub mod grants;
 pub mod keys;
 pub mod launch;
+pub mod login_throttle;
 pub mod pages;
 pub mod policy;
 pub mod register;
@@ -40,15 +42,31 @@ use crate::config::Config;
 use crate::eventlog::Position;
 use crate::projection::ProjectionHandle;
 
-pub use keys::{KeyError, SigningKeys};
+pub use keys::{KeyError, KeyRing, SigningKeys};
+
+/// Why the authorization server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("smart.jwks_ca_file {path}: {message}")]
+    JwksCa { path: String, message: String },
+}
 
 /// The authorization server's state, held by [`App`].
 pub struct Smart {
-    pub keys: SigningKeys,
+    /// The signing keys; a rotation by `sphere keys rotate` is picked up by [`Smart::watch_keys`].
+    pub keys: KeyRing,
     pub status: Arc<RwLock<TokenStatus>>,
     status_handle: ProjectionHandle,
     pub sessions: session::Sessions,
+    /// Failed sign-ins per username and address, and lockouts.
+    pub logins: login_throttle::LoginThrottle,
     pub secrets: client_auth::VerifiedSecrets,
+    /// Parsed public keys of private_key_jwt clients (by value or fetched from jwks_uri).
+    pub client_keys: client_keys::ClientKeys,
+    /// Assertion jtis spent and not yet expired.
+    pub spent_assertions: client_auth::SpentAssertions,
     /// Access tokens whose signature and claims were verified, by token text.
     verified: std::sync::Mutex<std::collections::HashMap<String, token::AccessClaims>>,
     limiter: DefaultKeyedRateLimiter<String>,
@@ -64,8 +82,29 @@ impl Smart {
         config: &Config,
         status: Arc<RwLock<TokenStatus>>,
         status_handle: ProjectionHandle,
-    ) -> Result<Self, KeyError> {
-        let keys = SigningKeys::load_or_generate(&config.data_dir.join("keys"))?;
+    ) -> Result<Self, SetupError> {
+        // A retired key signed tokens for at most this long (access tokens and id_tokens
+        // share the lifetime).
+        let lifetime_ms = config.smart.access_token_seconds as i64 * 1000;
+        let keys = KeyRing::open(&config.data_dir.join("keys"), lifetime_ms)?;
+        let ca_path = &config.smart.jwks_ca_file;
+        let extra_roots = if ca_path.is_empty() {
+            Vec::new()
+        } else {
+            std::fs::read(ca_path).map_err(|e| SetupError::JwksCa {
+                path: ca_path.clone(),
+                message: e.to_string(),
+            })?
+        };
+        let client_keys = client_keys::ClientKeys::new(
+            Duration::from_secs(config.smart.jwks_cache_seconds),
+            Duration::from_secs(config.smart.jwks_refetch_seconds),
+            &extra_roots,
+        )
+        .map_err(|message| SetupError::JwksCa {
+            path: ca_path.clone(),
+            message,
+        })?;
         let per_second =
             NonZeroU32::new(config.smart.rate_limit_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.smart.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
@@ -74,7 +113,13 @@ impl Smart {
             status,
             status_handle,
             sessions: session::Sessions::default(),
+            logins: login_throttle::LoginThrottle::new(
+                config.smart.login_max_failures,
+                config.smart.login_lockout_seconds,
+            ),
             secrets: client_auth::VerifiedSecrets::default(),
+            client_keys,
+            spent_assertions: client_auth::SpentAssertions::default(),
             verified: std::sync::Mutex::new(std::collections::HashMap::new()),
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             issuer: config.base_url(),
@@ -115,6 +160,29 @@ impl Smart {
                 tracing::error!(error = %e, "token-status view is behind");
                 reply::OAuthError::server("the token-status view is not up to date")
             })
+    }
+
+    /// Re-reads the key ring twice a second while `smart` lives: a rotation from the CLI, or
+    /// a retired key whose tokens have all expired, shows in the JWKS within half a second.
+    pub fn watch_keys(smart: &Arc<Smart>) {
+        let weak = Arc::downgrade(smart);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let Some(smart) = weak.upgrade() else { return };
+                match smart.keys.refresh(now_ms()) {
+                    Ok(true) => {
+                        let keys = smart.keys.get();
+                        tracing::info!(rsa_kid = %keys.rsa.kid, ec_kid = %keys.ec.kid, published = keys.jwks().keys.len(), "signing keys reloaded");
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "the key ring could not be re-read; keeping the keys in use")
+                    }
+                }
+            }
+        });
     }
 
     /// Takes one request from `client_id`'s allowance; `Err` holds the seconds to wait.

@@ -28,7 +28,8 @@ pub fn error_page(message: &str) -> String {
 }
 
 /// The login form. `txn` is empty on the grants page login.
-pub fn login(client_name: Option<&str>, txn: &str, csrf: &str, failed: bool) -> String {
+/// `alert`: why the last attempt did not sign in (plain text), if it did not.
+pub fn login(client_name: Option<&str>, txn: &str, csrf: &str, alert: Option<&str>) -> String {
     let intro = match client_name {
         Some(name) => format!(
             "<p>Sign in to let <strong>{}</strong> connect to your health record.</p>",
@@ -36,10 +37,9 @@ pub fn login(client_name: Option<&str>, txn: &str, csrf: &str, failed: bool) -> 
         ),
         None => "<p>Sign in to see the apps you have authorized.</p>".to_owned(),
     };
-    let alert = if failed {
-        "<p role=\"alert\">The username or password is not right.</p>"
-    } else {
-        ""
+    let alert = match alert {
+        Some(text) => format!("<p role=\"alert\">{}</p>", escape(text)),
+        None => String::new(),
     };
     page(
         "Sign in",

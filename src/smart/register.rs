@@ -91,6 +91,22 @@ fn jwks_ok(jwks: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// A `jwks_uri` must be an absolute https URL without credentials or a fragment: keys
+/// fetched over anything weaker could be swapped in transit.
+fn jwks_uri_ok(uri: &str) -> Result<(), String> {
+    let url = url::Url::parse(uri).map_err(|_| format!("jwks_uri {uri} is not an absolute URL"))?;
+    if url.scheme() != "https" {
+        return Err("jwks_uri must use https".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("jwks_uri has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err("jwks_uri must not carry credentials or a fragment".into());
+    }
+    Ok(())
+}
+
 /// Validates `metadata` and appends the registration. `approved`: whether the app may be
 /// used at once (operators set `smart.approval_required`; the CLI registers approved).
 pub async fn register(
@@ -136,14 +152,16 @@ pub async fn register(
     }
     if method == ClientAuthMethod::PrivateKeyJwt {
         match (&metadata.jwks, &metadata.jwks_uri) {
-            (Some(jwks), _) => jwks_ok(jwks).map_err(RegisterError::Metadata)?,
-            (None, Some(_)) => {
-                return Err(meta(
-                    "jwks_uri is not fetched by this server yet; register the keys by value (jwks)",
-                ))
-            }
-            (None, None) => return Err(meta("private_key_jwt needs jwks")),
+            // RFC 7591 2: the two must not both be present.
+            (Some(_), Some(_)) => return Err(meta("give jwks or jwks_uri, not both")),
+            (Some(jwks), None) => jwks_ok(jwks).map_err(RegisterError::Metadata)?,
+            (None, Some(uri)) => jwks_uri_ok(uri).map_err(RegisterError::Metadata)?,
+            (None, None) => return Err(meta("private_key_jwt needs jwks or jwks_uri")),
         }
+    } else if metadata.jwks.is_some() || metadata.jwks_uri.is_some() {
+        return Err(meta(
+            "jwks and jwks_uri are only for private_key_jwt clients",
+        ));
     }
     // Unknown scopes are dropped, as everywhere else.
     let scope = ScopeSet::parse(metadata.scope.as_deref().unwrap_or_default()).to_string();
@@ -211,6 +229,9 @@ pub fn response_body(r: &Registered) -> Value {
     }
     if let Some(jwks) = &reg.jwks {
         body["jwks"] = jwks.clone();
+    }
+    if let Some(uri) = &reg.jwks_uri {
+        body["jwks_uri"] = json!(uri);
     }
     if !reg.approved {
         body["approval"] = json!("pending: an operator must approve this app before use");

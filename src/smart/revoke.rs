@@ -21,20 +21,19 @@ fn grant_of(app: &App, token: &str) -> Option<String> {
     let smart = &app.smart;
     // Signature and audience are checked, expiry is not: an expired token may still be
     // revoked, which ends its grant's refresh token too.
+    let keys = smart.keys.get();
     let jti = jsonwebtoken::decode_header(token)
         .ok()
-        .filter(|h| h.kid.as_deref() == Some(smart.keys.rsa.kid.as_str()))
-        .and_then(|_| {
-            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        .and_then(|h| {
+            keys.by_kid(h.kid.as_deref()?)
+                .filter(|k| k.algorithm == h.alg)
+        })
+        .and_then(|key| {
+            let mut v = jsonwebtoken::Validation::new(key.algorithm);
             v.set_audience(&[smart.fhir_base()]);
             v.validate_exp = false;
             v.set_required_spec_claims(&["aud"]);
-            jsonwebtoken::decode::<crate::smart::token::AccessClaims>(
-                token,
-                &smart.keys.rsa.decoding,
-                &v,
-            )
-            .ok()
+            jsonwebtoken::decode::<crate::smart::token::AccessClaims>(token, &key.decoding, &v).ok()
         })
         .map(|d| d.claims.jti);
     let status = smart.status();

@@ -19,6 +19,7 @@ pub const REFRESH_TOKEN_ISSUED: &str = "RefreshTokenIssued";
 pub const GRANT_REVOKED: &str = "GrantRevoked";
 pub const LAUNCH_CREATED: &str = "LaunchContextCreated";
 pub const ASSERTION_USED: &str = "ClientAssertionUsed";
+pub const SIGNING_KEYS_ROTATED: &str = "SigningKeysRotated";
 
 /// Stream categories of the authorization server.
 pub const APP: &str = "app";
@@ -27,6 +28,7 @@ pub const AUTHCODE: &str = "authcode";
 pub const GRANT: &str = "grant";
 pub const LAUNCH: &str = "launch";
 pub const ASSERTION: &str = "assertion";
+pub const SIGNING_KEYS: &str = "signingkeys";
 
 pub fn app_stream(client_id: &str) -> String {
     format!("{APP}-{client_id}")
@@ -45,6 +47,10 @@ pub fn launch_stream(launch_id: &str) -> String {
 }
 pub fn assertion_stream(hash: &str) -> String {
     format!("{ASSERTION}-{hash}")
+}
+/// The server's signing-key rotations (public keys and kids only).
+pub fn signing_keys_stream() -> String {
+    format!("{SIGNING_KEYS}-server")
 }
 
 /// How a client proves who it is at the token endpoint.
@@ -196,4 +202,19 @@ pub struct GrantRevoked {
 pub struct AssertionUsed {
     pub client_id: String,
     pub expires_ms: i64,
+}
+
+/// `sphere keys rotate`: the new public keys, and the kids that stopped signing (they stay
+/// published until the tokens they signed expire). The private keys stay in the data
+/// directory; this event holds nothing secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKeysRotated {
+    pub rsa_kid: String,
+    pub ec_kid: String,
+    /// The new public keys (a JWKS).
+    pub jwks: Value,
+    pub retired_kids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_kids: Vec<String>,
+    pub rotated_ms: i64,
 }
