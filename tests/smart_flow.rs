@@ -1747,4 +1747,35 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after_and_others_do_no
     tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
     let (status, body, _) = backend_token_request(&server, &key_a, alg, &kid_a, &busy).await;
     assert_eq!(status, 200, "{body}");
+
+    // The FHIR API limits the same client the same way: 429, Retry-After, OperationOutcome,
+    // for reads and searches alike.
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    for path in ["/fhir/r4/Patient/nobody", "/fhir/r4/Patient?family=x"] {
+        let mut throttled = None;
+        for _ in 0..8 {
+            let r = server
+                .client()
+                .get(server.url(path))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 429 {
+                throttled = Some(r);
+                break;
+            }
+        }
+        let r = throttled.unwrap_or_else(|| panic!("{path} was never limited"));
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&retry), "{retry}");
+        let outcome: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        assert_eq!(outcome["issue"][0]["code"], "throttled");
+        tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    }
 }

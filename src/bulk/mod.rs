@@ -665,6 +665,12 @@ fn denied_response(denied: &Denied) -> warp::reply::Response {
             r
         }
         Denied::Forbidden(m) => outcome(StatusCode::FORBIDDEN, m),
+        Denied::RateLimited(seconds) => {
+            let mut r = outcome(StatusCode::TOO_MANY_REQUESTS, &denied.to_string());
+            r.headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, HeaderValue::from(*seconds));
+            r
+        }
     }
 }
 

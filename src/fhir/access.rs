@@ -50,6 +50,9 @@ pub enum Denied {
     /// Valid credentials that do not allow this: 403.
     #[error("insufficient scope: {0}")]
     Forbidden(String),
+    /// The client is over its rate limit: 429 with `Retry-After` (seconds).
+    #[error("too many requests: retry after {0} s")]
+    RateLimited(u64),
 }
 
 /// The decision procedure behind a non-operator context (SMART scopes, patient compartment).

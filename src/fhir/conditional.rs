@@ -37,6 +37,7 @@ pub async fn matching_ids(
             SearchError::Unauthenticated(m) => {
                 FhirError::Denied(super::access::Denied::Unauthenticated(m))
             }
+            SearchError::RateLimited(s) => FhirError::Denied(super::access::Denied::RateLimited(s)),
             SearchError::Internal(m) => FhirError::Internal(m),
         })
 }

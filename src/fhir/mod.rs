@@ -152,6 +152,10 @@ where
         interactions::dispatch(app, &ctx, request).await
     }
     .await;
+    let retry_after = match &result {
+        Err(FhirError::Denied(Denied::RateLimited(seconds))) => Some(*seconds),
+        _ => None,
+    };
     let response = match result {
         Ok(r) => r,
         Err(e) => {
@@ -162,6 +166,10 @@ where
         }
     };
     let mut http = render(response, format, &base, head_only);
+    if let Some(seconds) = retry_after {
+        http.headers_mut()
+            .insert(warp::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     if http.status() == StatusCode::UNAUTHORIZED {
         // RFC 6750 3.1: a presented token that failed validation is `invalid_token`.
         let challenge = if headers.contains_key(warp::http::header::AUTHORIZATION) {

@@ -87,6 +87,7 @@ impl FhirError {
             FhirError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             FhirError::Denied(Denied::Unauthenticated(_)) => StatusCode::UNAUTHORIZED,
             FhirError::Denied(Denied::Forbidden(_)) => StatusCode::FORBIDDEN,
+            FhirError::Denied(Denied::RateLimited(_)) => StatusCode::TOO_MANY_REQUESTS,
             FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +107,7 @@ impl FhirError {
             FhirError::Unavailable(_) => "transient",
             FhirError::Denied(Denied::Unauthenticated(_)) => "login",
             FhirError::Denied(Denied::Forbidden(_)) => "forbidden",
+            FhirError::Denied(Denied::RateLimited(_)) => "throttled",
             FhirError::Internal(_) => "exception",
         }
     }

@@ -165,9 +165,7 @@ pub fn access_context(smart: &Smart, authorization: Option<&str>) -> Result<Acce
             None,
             Arc::new(Anonymous),
         )),
-        Err(BearerError::RateLimited(seconds)) => Err(Denied::Forbidden(format!(
-            "too_many_requests: retry after {seconds} s"
-        ))),
+        Err(BearerError::RateLimited(seconds)) => Err(Denied::RateLimited(seconds)),
         Err(e) => Err(Denied::Unauthenticated(format!("invalid_token: {e}"))),
     }
 }

@@ -42,6 +42,9 @@ pub enum SearchError {
     /// No valid credentials: 401.
     #[error("{0}")]
     Unauthenticated(String),
+    /// Over the client's rate limit: 429 with `Retry-After`.
+    #[error("too many requests: retry after {0} s")]
+    RateLimited(u64),
     #[error("search failed: {0}")]
     Internal(String),
 }
@@ -57,6 +60,7 @@ impl From<Denied> for SearchError {
         match d {
             Denied::Unauthenticated(m) => SearchError::Unauthenticated(m),
             Denied::Forbidden(m) => SearchError::Forbidden(m),
+            Denied::RateLimited(seconds) => SearchError::RateLimited(seconds),
         }
     }
 }
@@ -78,6 +82,7 @@ impl SearchError {
             SearchError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             SearchError::Forbidden(_) => StatusCode::FORBIDDEN,
             SearchError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            SearchError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             SearchError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +95,7 @@ impl SearchError {
             SearchError::Unavailable(m) => ("transient", m.clone()),
             SearchError::Forbidden(m) => ("forbidden", m.clone()),
             SearchError::Unauthenticated(m) => ("login", m.clone()),
+            SearchError::RateLimited(_) => ("throttled", self.to_string()),
             // Never echo internals (they could carry PHI from a query); the log has them.
             SearchError::Internal(m) => {
                 tracing::error!(error = %m, "search failed");
@@ -98,7 +104,13 @@ impl SearchError {
         };
         let body = json!({"resourceType": "OperationOutcome",
             "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]});
-        fhir_json(status, body.to_string().into())
+        let mut response = fhir_json(status, body.to_string().into());
+        if let SearchError::RateLimited(seconds) = self {
+            response
+                .headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
