@@ -124,7 +124,9 @@ const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 
 /// The `(type system, type code)` and `(subtype system, subtype code)` of a record: `rest` with
 /// a REST interaction code, or DICOM "User Authentication" (110114) for sign-in and tokens.
-pub fn type_and_subtype(r: &AccessRecord) -> ((&'static str, &'static str), (&'static str, String)) {
+pub fn type_and_subtype(
+    r: &AccessRecord,
+) -> ((&'static str, &'static str), (&'static str, String)) {
     match rest_subtype(&r.interaction) {
         Some((code, _)) => (
             (AUDIT_TYPE_SYSTEM, "rest"),
@@ -235,8 +237,7 @@ pub fn to_audit_event(id: &str, r: &AccessRecord, observer: &str) -> Value {
 
 /// Base64 for `entity.query` without pulling a dependency into the domain crate.
 mod base64_lite {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(bytes: &[u8]) -> String {
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
