@@ -323,7 +323,7 @@ async fn no_response_is_answered_before_its_access_is_in_the_log() {
             sphere::audit::replay::replay_sqlite(
                 &data_dir,
                 &sphere::audit::replay::Filter::default(),
-                |_, r| {
+                |_, r, _| {
                     if r.ids.contains(&wanted) {
                         found += 1;
                     }

@@ -106,14 +106,14 @@ pub async fn run(config: Config, args: &AuditArgs) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let matched = match args.format {
         Format::Ndjson => {
-            replay(&config, embedded, &data_dir, &filter, |id, r| {
-                replay::write_ndjson(&mut out, id, &r)
+            replay(&config, embedded, &data_dir, &filter, |id, r, raw| {
+                replay::write_ndjson(&mut out, id, &r, raw)
             })
             .await?
         }
         Format::Table => {
             let mut table = Table::new();
-            let n = replay(&config, embedded, &data_dir, &filter, |_, r| {
+            let n = replay(&config, embedded, &data_dir, &filter, |_, r, _| {
                 table.push(&r);
                 Ok(())
             })
@@ -123,7 +123,7 @@ pub async fn run(config: Config, args: &AuditArgs) -> anyhow::Result<()> {
         }
         Format::Parquet => {
             let mut parquet = ParquetOut::new(&mut out)?;
-            let n = replay(&config, embedded, &data_dir, &filter, |id, r| {
+            let n = replay(&config, embedded, &data_dir, &filter, |id, r, _| {
                 parquet.push(id, r)
             })
             .await?;
@@ -141,7 +141,7 @@ async fn replay(
     embedded: bool,
     data_dir: &std::path::Path,
     filter: &Filter,
-    sink: impl FnMut(&str, sphere_domain::audit::AccessRecord) -> Result<(), ReplayError>,
+    sink: impl FnMut(&str, sphere_domain::audit::AccessRecord, &[u8]) -> Result<(), ReplayError>,
 ) -> anyhow::Result<u64> {
     if embedded {
         let data_dir = data_dir.to_owned();
