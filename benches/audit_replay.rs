@@ -16,7 +16,7 @@ const DAY_MS: i64 = 1_767_225_600_000;
 
 fn access(n: usize, per_ms: f64) -> AccessRecord {
     let patient = format!("p{}", n % 5000);
-    let search = n % 4 == 0;
+    let search = n.is_multiple_of(4);
     AccessRecord {
         recorded_ms: DAY_MS + (n as f64 * per_ms) as i64,
         interaction: if search { "search-type" } else { "read" }.into(),
@@ -29,7 +29,7 @@ fn access(n: usize, per_ms: f64) -> AccessRecord {
         query: search.then(|| format!("patient={patient}&category=laboratory")),
         patients: vec![patient.clone()],
         client_id: Some(format!("app-{}", n % 20)),
-        user: (n % 3 == 0).then(|| format!("user{}", n % 100)),
+        user: n.is_multiple_of(3).then(|| format!("user{}", n % 100)),
         token_id: Some(format!("{:032x}", n / 100)),
         source_ip: Some("10.0.0.7".into()),
         method: "GET".into(),
