@@ -7,7 +7,9 @@
 //!    1,000 for a fixed time; reports requests/s and latency percentiles.
 //!
 //! `cargo bench --bench fhir_http` (environment: `FHIR_BENCH_SECONDS`, default 10;
-//! `FHIR_BENCH_CONNECTIONS`, default 64). The generator runs on the same machine as the
+//! `FHIR_BENCH_CONNECTIONS`, default 64; `FHIR_BENCH_AUDIT`: `on`, `off`, or both by default,
+//! which runs the whole scenario without and then with the access history and prints the
+//! ratio of read throughputs). The generator runs on the same machine as the
 //! server, so both share its cores.
 
 #[path = "../tests/support/mod.rs"]
@@ -80,12 +82,34 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
+    // Read throughput with the access history off (the baseline) and on: every read is
+    // recorded, durably, before it is answered.
+    let modes: &[bool] = match std::env::var("FHIR_BENCH_AUDIT").as_deref() {
+        Ok("on") => &[true],
+        Ok("off") => &[false],
+        _ => &[false, true],
+    };
+    let mut rates = Vec::new();
+    for &audit in modes {
+        println!("--- access history {}", if audit { "on" } else { "off" });
+        rates.push(scenario(audit, seconds, connections));
+    }
+    if let [off, on] = rates[..] {
+        println!(
+            "read throughput with the access history / without: {:.3} ({on:.0} / {off:.0} req/s)",
+            on / off
+        );
+    }
+}
+
+/// Ingests the population, then reads by id for `seconds`; returns requests/s.
+fn scenario(audit: bool, seconds: u64, connections: usize) -> f64 {
     // The per-app rate limit (1,000/s by default) would measure the limiter, not the server.
     let data = tempfile::tempdir().expect("temp dir");
     let config = data.path().join("bench.toml");
     std::fs::write(
         &config,
-        "[smart]\nrate_limit_per_second = 1000000\nrate_limit_burst = 1000000\n",
+        format!("[smart]\nrate_limit_per_second = 1000000\nrate_limit_burst = 1000000\n[audit]\nenabled = {audit}\n"),
     )
     .expect("write bench config");
     let server = Server::start_in(
@@ -97,7 +121,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async {
+    let rate = runtime.block_on(async {
         // --- ingest
         let bundles: Vec<Value> = (0..PATIENTS / PATIENTS_PER_BUNDLE)
             .map(|b| bundle(b * PATIENTS_PER_BUNDLE))
@@ -213,6 +237,8 @@ fn main() {
             percentile(&all, 0.99),
             all.last().copied().unwrap_or_default(),
         );
+        all.len() as f64 / elapsed.as_secs_f64()
     });
     drop(server);
+    rate
 }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sphere_projections::audit_view::{AuditView, AuditViewProjection};
 use sphere_projections::search_index::{SearchIndex, SearchIndexProjection};
 use sphere_projections::stats::{LogStatistics, StatsProjection};
 use sphere_projections::token_status::TokenStatusProjection;
@@ -30,6 +31,11 @@ pub struct App {
     pub search: SearchIndex,
     /// The SMART authorization server's keys and token-status view.
     pub smart: Arc<crate::smart::Smart>,
+    /// Records each access durably before its response goes out.
+    pub audit: Arc<crate::audit::Auditor>,
+    /// The access history by patient and agent (FHIR `AuditEvent`, the access-history page).
+    pub audit_view: Arc<RwLock<AuditView>>,
+    audit_handle: ProjectionHandle,
     projections: Vec<ProjectionHandle>,
 }
 
@@ -72,18 +78,33 @@ impl App {
         crate::smart::Smart::watch_keys(&smart);
         let mut projections = vec![runner::spawn(log.clone(), stats), token_status_handle];
         projections.push(search_handle);
+        // Not in `projections`: FHIR reads wait for those, and they must not wait for the
+        // audit trail of other requests. AuditEvent searches wait for this one.
+        let audit_projection = AuditViewProjection::new();
+        let audit_view = audit_projection.view();
+        let audit_handle = runner::spawn(log.clone(), audit_projection);
+        let audit = crate::audit::Auditor::start(log.clone());
         Ok(Arc::new(Self {
             config,
             log,
             stats: stats_view,
             search: search_view,
             smart,
+            audit,
+            audit_view,
+            audit_handle,
             projections,
         }))
     }
 
     pub fn projections(&self) -> &[ProjectionHandle] {
         &self.projections
+    }
+
+    /// Waits until the audit view holds everything committed up to `position`.
+    pub async fn wait_for_audit_view(&self, position: Position) -> Result<(), WaitError> {
+        let bound = Duration::from_millis(self.config.http.consistency_wait_ms);
+        self.audit_handle.wait_for(position, bound).await
     }
 
     /// Waits until every projection has applied everything committed up to `position`.

@@ -109,6 +109,24 @@ pub struct Config {
     /// Bulk Data export; every key has a default, so the section may be left out.
     #[serde(default)]
     pub bulk: crate::bulk::BulkConfig,
+    /// The access history; the section may be left out.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: the access history (`crate::audit`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record every access before answering it. Only a benchmark baseline turns this off:
+    /// without it the server keeps no access history (45 CFR 170.315(d)(2) and (d)(3)).
+    pub enabled: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// The organization published with the service base URL list.

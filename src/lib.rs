@@ -5,6 +5,7 @@
 //! `sphere-projections`.
 
 pub mod app;
+pub mod audit;
 pub mod bulk;
 pub mod cli;
 pub mod config;

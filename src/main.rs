@@ -32,6 +32,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => cli::serve::run(config, args).await,
             Command::Rebuild(args) => cli::rebuild::run(config, args).await,
             Command::Log(args) => cli::log::run(config, args).await,
+            Command::Audit(args) => cli::audit::run(config, args).await,
             Command::Migrate(args) => cli::migrate::run(args).await,
             Command::Backup(args) => cli::backup::run_backup(&config, args),
             Command::Restore(args) => cli::backup::run_restore(&config, args),

@@ -3,6 +3,7 @@
 //! Pure logic: no IO, no async runtime, no HTTP. Everything here can be tested with plain
 //! values.
 
+pub mod audit;
 pub mod envelope;
 pub mod fhir;
 pub mod fhir_rest;

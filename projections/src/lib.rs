@@ -5,6 +5,7 @@
 //! A projection never reads the event log itself and never speaks HTTP: that keeps every read
 //! model testable with a plain list of events, and lets the same code run against either log.
 
+pub mod audit_view;
 pub mod search_index;
 pub mod stats;
 pub mod token_status;

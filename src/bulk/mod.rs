@@ -280,6 +280,11 @@ impl Bulk {
         ctx: Result<AccessContext, Denied>,
         body: &[u8],
     ) -> warp::reply::Response {
+        crate::audit::note(|n| {
+            n.interaction("bulk-export");
+            n.operation = Some("$export".into());
+            n.query = (!query.is_empty()).then(|| query.to_owned());
+        });
         let ctx = match authenticated(ctx) {
             Ok(ctx) => ctx,
             Err(denied) => return denied_response(&denied),
@@ -509,6 +514,10 @@ impl Bulk {
         tail: &str,
         ctx: Result<AccessContext, Denied>,
     ) -> Result<(), DownloadRefused> {
+        crate::audit::note(|n| {
+            n.interaction("bulk-download");
+            n.ids.push(tail.chars().take(200).collect());
+        });
         let ctx = authenticated(ctx).map_err(|_| DownloadRefused {
             status: StatusCode::UNAUTHORIZED,
             message: "a bearer token is required to download export files",

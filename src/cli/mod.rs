@@ -1,5 +1,6 @@
 //! The `sphere` command line.
 
+pub mod audit;
 pub mod backup;
 pub mod generate;
 pub mod import;
@@ -39,6 +40,8 @@ pub enum Command {
     Rebuild(rebuild::RebuildArgs),
     /// Inspect the event log (for operators and auditors).
     Log(log::LogArgs),
+    /// Replay the access history: who saw a patient, what an app touched.
+    Audit(audit::AuditArgs),
     /// Copy one event log into another (sqlite:DIR -> kurrentdb://...), resumable, verified.
     Migrate(migrate::MigrateArgs),
     /// Back up the embedded store (consistent while the server runs).

@@ -75,11 +75,20 @@ pub async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
             crate::demo::instructions(demo, &base, &config.fhir_base_url(), insecure)
         );
     }
+    let auditor = if config.audit.enabled {
+        Some(app.audit.clone())
+    } else {
+        tracing::warn!(
+            "[audit] enabled = false: accesses are NOT recorded (benchmark baseline only)"
+        );
+        None
+    };
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
     http::server::serve(
         listener,
         tls,
         http::routes(app.clone()),
+        auditor,
         shutdown_signal(),
         grace,
     )

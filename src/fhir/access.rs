@@ -175,11 +175,17 @@ impl AccessContext {
 pub fn access_context(
 ) -> impl Filter<Extract = (Result<AccessContext, Denied>,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("authorization").map(|authorization: Option<String>| {
-        match crate::smart::bearer::installed() {
+        let ctx = match crate::smart::bearer::installed() {
             Some(smart) => crate::smart::policy::access_context(&smart, authorization.as_deref()),
             // No authorization server in this process: nobody is authenticated.
             None => Err(Denied::Unauthenticated("no authorization server".into())),
+        };
+        if let Ok(ctx) = &ctx {
+            crate::audit::note(|n| {
+                n.actor(&ctx.actor);
+            });
         }
+        ctx
     })
 }
 

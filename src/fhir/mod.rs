@@ -10,6 +10,7 @@
 //! (size-limited) -> [`interactions::dispatch`] -> [`format::render`].
 
 pub mod access;
+pub mod audit_event;
 pub mod conditional;
 pub mod format;
 pub mod interactions;
@@ -98,6 +99,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .map(|headers: HeaderMap| preflight(&headers));
     // The search module takes whatever `classify` left alone.
     preflight
+        .or(audit_event::routes(app.clone()))
+        .unify()
         .or(interactions)
         .unify()
         .or(search::routes(app))
@@ -133,6 +136,7 @@ where
         }
     };
     let head_only = method == Method::HEAD;
+    audit_route(&route);
     let result = async {
         let ctx = ctx?;
         let payload = if route.takes_body() {
@@ -165,6 +169,9 @@ where
             FhirResponse::from_error(&e)
         }
     };
+    if let Some(location) = &response.location {
+        audit_written(location, &response.body);
+    }
     let mut http = render(response, format, &base, head_only);
     if let Some(seconds) = retry_after {
         http.headers_mut()
@@ -183,6 +190,64 @@ where
         );
     }
     http
+}
+
+/// Tells the access history which interaction `route` is (capabilities and `$validate` read
+/// no data and are not recorded).
+fn audit_route(route: &Route) {
+    let (interaction, resource_type, id) = match route {
+        Route::Bundle => ("batch", None, None),
+        Route::HistorySystem => ("history-system", None, None),
+        Route::HistoryType(t) => ("history-type", Some(t), None),
+        Route::HistoryInstance(t, id) => ("history-instance", Some(t), Some(id)),
+        Route::Create(t) => ("create", Some(t), None),
+        Route::ConditionalUpdate(t) => ("update", Some(t), None),
+        Route::ConditionalDelete(t) => ("delete", Some(t), None),
+        Route::Read(t, id) => ("read", Some(t), Some(id)),
+        Route::VRead(t, id, _) => ("vread", Some(t), Some(id)),
+        Route::Update(t, id) => ("update", Some(t), Some(id)),
+        Route::Delete(t, id) => ("delete", Some(t), Some(id)),
+        Route::Patch(t, id) => ("patch", Some(t), Some(id)),
+        Route::Capabilities
+        | Route::Validate(..)
+        | Route::UnknownType(_)
+        | Route::MethodNotAllowed(_) => return,
+    };
+    crate::audit::note(|n| {
+        n.interaction(interaction);
+        if let Some(t) = resource_type {
+            n.resource_type(t);
+            if let Some(id) = id {
+                n.ids.push(format!("{t}/{id}"));
+                if t == "Patient" {
+                    n.patient(id);
+                }
+            }
+        }
+    });
+}
+
+/// A write names what it wrote (`Type/id/_history/n`) only once it has: the access history
+/// keeps the id, and the patient the resource belongs to.
+fn audit_written(location: &str, body: &format::Body) {
+    let mut parts = location.split('/');
+    let (Some(t), Some(id)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    crate::audit::note(|n| {
+        let name = format!("{t}/{id}");
+        if !n.ids.contains(&name) {
+            n.ids.push(name);
+        }
+        let patients = match body {
+            format::Body::Raw(json) => sphere_domain::audit::patients_in(t, id, json),
+            _ if t == "Patient" => vec![id.to_owned()],
+            _ => Vec::new(),
+        };
+        for p in &patients {
+            n.patient(p);
+        }
+    });
 }
 
 /// Reads a request body, refusing (413) more than `limit` bytes, whether or not the client

@@ -32,6 +32,8 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
                 .unify()
                 .or(service_base::routes(app.clone()))
                 .unify()
+                .or(crate::audit::page::routes(app.clone()))
+                .unify()
                 .or(crate::smart::routes(app.clone()))
                 .unify()
                 .or(crate::fhir::routes(app))

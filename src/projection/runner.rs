@@ -145,6 +145,12 @@ async fn run<P: Projection>(
     let mut since_commit = 0usize;
     let mut last_commit = Instant::now();
     let mut batch: Vec<RecordedEvent> = Vec::with_capacity(BATCH);
+    // Whether anything was applied since the last commit. A batch the projection ignores
+    // entirely (the access history of reads, for the search index) needs no commit: its
+    // visible state already holds everything up to the batch's end, so the position is
+    // published without rewriting the index. (The stored checkpoint then lags; on restart
+    // those events are skipped again.)
+    let mut dirty = false;
     loop {
         let Some(first) = subscription.next().await else {
             return Ok(()); // the log shut down
@@ -174,13 +180,13 @@ async fn run<P: Projection>(
             .take()
             .ok_or_else(|| RunnerError::Task("projection lost".into()))?;
         let (owned, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = apply_batch(&mut owned, &events, commit_now.then_some(last));
+            let outcome = apply_live(&mut owned, &events, commit_now.then_some(last), dirty);
             (owned, outcome)
         })
         .await
         .map_err(|e| RunnerError::Task(e.to_string()))?;
         projection = Some(owned);
-        outcome?;
+        dirty = outcome? && !commit_now;
         if commit_now {
             since_commit = 0;
             last_commit = Instant::now();
@@ -203,6 +209,27 @@ fn take(
         SubscriptionMessage::CaughtUp => *became_live = true,
     }
     Ok(())
+}
+
+/// Applies `events`; commits at `commit_at` if anything was applied since the last commit
+/// (`dirty`) or now. Returns whether anything was applied.
+fn apply_live<P: Projection>(
+    projection: &mut P,
+    events: &[RecordedEvent],
+    commit_at: Option<Position>,
+    dirty: bool,
+) -> Result<bool, ProjectionError> {
+    let mut applied = dirty;
+    for event in events {
+        if projection.wants(event) {
+            projection.apply(event)?;
+            applied = true;
+        }
+    }
+    if let (Some(position), true) = (commit_at, applied) {
+        projection.commit(position)?;
+    }
+    Ok(applied)
 }
 
 fn apply_batch<P: Projection>(

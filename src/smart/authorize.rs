@@ -306,6 +306,9 @@ async fn login(
     let csrf = first(&pairs, "csrf").unwrap_or_default();
     let username = first(&pairs, "username").unwrap_or_default();
     let password = first(&pairs, "password").unwrap_or_default();
+    crate::audit::note(|n| {
+        n.interaction("login").actor.user = Some(username.chars().take(128).collect());
+    });
     // The grants page signs in without an authorization in progress.
     let pending = if txn.is_empty() {
         None

@@ -9,7 +9,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margi
 fieldset{border:1px solid #ccd;border-radius:6px;margin:1rem 0}label{display:block;margin:.3rem 0}\
 button{font-size:1rem;padding:.5rem 1rem;margin-right:.5rem}.granular{margin-left:1.5rem}";
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
 <title>{t} - Sphere EHR</title><style>{STYLE}</style></head><body><main><h1>{t}</h1>{body}</main></body></html>",

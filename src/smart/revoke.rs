@@ -48,7 +48,11 @@ async fn revoke(
     pairs: &[(String, String)],
     authorization: Option<&str>,
 ) -> Result<(), OAuthError> {
+    crate::audit::note(|n| {
+        n.interaction("token-revoke");
+    });
     let client = authenticate(&app.smart, &app.smart.secrets, pairs, authorization).await?;
+    crate::audit::note(|n| n.actor.client_id = Some(client.client_id().to_owned()));
     let token =
         first(pairs, "token").ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     let Some(grant_id) = grant_of(app, token) else {

@@ -88,6 +88,13 @@ fn mint_access(smart: &Smart, grant: &GrantCreated, scope: &str) -> Result<Minte
         tracing::error!(error = %e, "signing an access token failed");
         OAuthError::server("signing failed")
     })?;
+    crate::audit::note(|n| {
+        n.actor.user = grant.username.clone();
+        n.actor.token_id = Some(jti.clone());
+        if let Some(p) = &grant.context.patient {
+            n.patient(p);
+        }
+    });
     Ok(Minted {
         token,
         jti,
@@ -569,7 +576,12 @@ async fn handle(
             "grant_type is not supported",
         ));
     }
+    crate::audit::note(|n| {
+        n.interaction("token");
+        n.operation = Some(grant_type.to_owned());
+    });
     let client = authenticate(&app.smart, secrets, pairs, authorization).await?;
+    crate::audit::note(|n| n.actor.client_id = Some(client.client_id().to_owned()));
     app.smart
         .rate_limit(client.client_id())
         .map_err(OAuthError::too_many)?;

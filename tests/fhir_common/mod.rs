@@ -34,17 +34,28 @@ pub async fn authorized_client(server: &Server) -> Client {
 
 /// A client builder that sends a backend-services token (`system/*.cruds`).
 pub async fn authorized_client_builder(server: &Server) -> reqwest::ClientBuilder {
+    backend_client_builder(server, "system/*.cruds", "fhir api tests")
+        .await
+        .0
+}
+
+/// A client builder that sends a backend-services token with `scope`, registered as
+/// `client_name`, and the client id it got.
+pub async fn backend_client_builder(
+    server: &Server,
+    scope: &str,
+    client_name: &str,
+) -> (reqwest::ClientBuilder, String) {
     let kid = format!("k-{}", uuid::Uuid::new_v4().simple());
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
     let der = pair.serialize_der();
     let key = EncodingKey::from_rsa_der(&der[der.len() - pkcs1_len(&der)..]);
     let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS384).unwrap();
     jwk.common.key_id = Some(kid.clone());
-    let scope = "system/*.cruds";
     let app: Value = server
         .client()
         .post(server.url("/auth/register"))
-        .json(&json!({"client_name": "fhir api tests", "grant_types": ["client_credentials"],
+        .json(&json!({"client_name": client_name, "grant_types": ["client_credentials"],
             "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [jwk]}, "scope": scope}))
         .send()
         .await
@@ -90,5 +101,5 @@ pub async fn authorized_client_builder(server: &Server) -> reqwest::ClientBuilde
         AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
-    server.client_builder().default_headers(headers)
+    (server.client_builder().default_headers(headers), client_id)
 }

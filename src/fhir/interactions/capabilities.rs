@@ -79,6 +79,17 @@ pub fn statement(config: &Config) -> Value {
     if let Some(list) = cs.get_mut("instantiates").and_then(Value::as_array_mut) {
         list.push(json!(BULK_DATA_CAPABILITY));
     }
+    // The access history: read and search only, written by the server itself.
+    if let Some(list) = cs
+        .pointer_mut("/rest/0/resource")
+        .and_then(Value::as_array_mut)
+    {
+        let entry = crate::fhir::audit_event::capability_entry();
+        match list.iter_mut().find(|r| r["type"] == "AuditEvent") {
+            Some(existing) => *existing = entry,
+            None => list.push(entry),
+        }
+    }
     cs
 }
 

@@ -38,6 +38,13 @@ pub fn dispatch<'a>(
     request: FhirRequest,
 ) -> Pin<Box<dyn Future<Output = Result<FhirResponse, FhirError>> + Send + 'a>> {
     Box::pin(async move {
+        if targets_audit_event(&request.route) {
+            // Only `/fhir/r4/AuditEvent` serves the access history; a Bundle entry must not
+            // write (or read a stale copy of) it through the resource store.
+            return Err(FhirError::MethodNotAllowed(
+                "AuditEvent is read-only and served at AuditEvent (read and search) only".into(),
+            ));
+        }
         match request.route.clone() {
             Route::Capabilities => capabilities::capabilities(app, ctx),
             Route::Bundle => bundle::bundle(app, ctx, request).await,
@@ -61,6 +68,23 @@ pub fn dispatch<'a>(
             Route::MethodNotAllowed(why) => Err(FhirError::MethodNotAllowed(why.into())),
         }
     })
+}
+
+fn targets_audit_event(route: &Route) -> bool {
+    match route {
+        Route::HistoryType(t)
+        | Route::HistoryInstance(t, _)
+        | Route::Create(t)
+        | Route::ConditionalUpdate(t)
+        | Route::ConditionalDelete(t)
+        | Route::Read(t, _)
+        | Route::VRead(t, _, _)
+        | Route::Update(t, _)
+        | Route::Delete(t, _)
+        | Route::Patch(t, _)
+        | Route::Validate(t, _) => t == "AuditEvent",
+        _ => false,
+    }
 }
 
 pub fn unknown_type(resource_type: &str) -> FhirError {

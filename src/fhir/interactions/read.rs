@@ -75,6 +75,13 @@ fn answer(
             .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
         ctx.check(interaction, Some(&version.resource_type), Some(&resource))?;
     }
+    crate::audit::note(|n| {
+        for p in
+            sphere_domain::audit::patients_in(&version.resource_type, &version.id, &version.body)
+        {
+            n.patient(&p);
+        }
+    });
     let not_modified = match (
         &request.conditions.if_none_match,
         &request.conditions.if_modified_since,

@@ -174,7 +174,16 @@ pub(super) fn link_url(
     }
 }
 
-pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<Bytes, SearchError> {
+/// A searchset Bundle and, for the access history, what it returned.
+pub(super) struct Found {
+    pub body: Bytes,
+    /// `Type/id` of every entry.
+    pub ids: Vec<String>,
+    /// The patients whose data is in the Bundle.
+    pub patients: Vec<String>,
+}
+
+pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<Found, SearchError> {
     let q = &request.query;
     let snapshot = index.snapshot();
     let hits = snapshot.search(q, request.compartment.as_deref())?;
@@ -235,6 +244,16 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<By
         }
     }
 
+    let mut ids = Vec::with_capacity(matches.len() + included.len() + revincluded.len());
+    let mut patients: Vec<String> = Vec::new();
+    for r in matches.iter().chain(&included).chain(&revincluded) {
+        ids.push(format!("{}/{}", r.resource_type, r.id));
+        for p in sphere_domain::audit::patients_in(&r.resource_type, &r.id, &r.json) {
+            if !patients.contains(&p) {
+                patients.push(p);
+            }
+        }
+    }
     let mut out = String::with_capacity(1024 + matches.len() * 2048);
     out.push_str(r#"{"resourceType":"Bundle","type":"searchset""#);
     if q.total != TotalMode::None {
@@ -282,7 +301,11 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<By
         ));
     }
     out.push_str("]}");
-    Ok(Bytes::from(out))
+    Ok(Found {
+        body: Bytes::from(out),
+        ids,
+        patients,
+    })
 }
 
 /// Writes the resource as stored, or its `_summary`/`_elements` subset.

@@ -252,6 +252,12 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
              app: Arc<App>| async move {
                 let pairs = parse_pairs(&query);
                 if what == "$everything" {
+                    crate::audit::note(|n| {
+                        n.interaction("operation")
+                            .resource_type("Patient")
+                            .patient(&patient);
+                        n.operation = Some("$everything".into());
+                    });
                     let ctx = match ctx {
                         Ok(c) => c,
                         Err(d) => return SearchError::from(d).into_response(),
@@ -284,6 +290,17 @@ async fn search_type(
             "{resource_type} is not a resource type this server supports"
         )));
     }
+    crate::audit::note(|n| {
+        n.interaction("search-type").resource_type(resource_type);
+        n.query = Some(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish(),
+        );
+        if let Some(p) = &compartment {
+            n.patient(p);
+        }
+    });
     let ctx = ctx?;
     ctx.check(Interaction::SearchType, Some(resource_type), None)?;
     if let Some(patient) = &compartment {
@@ -307,9 +324,16 @@ async fn search_type(
         access: ctx,
     };
     let index = app.search.clone();
-    tokio::task::spawn_blocking(move || bundle::execute(&index, &request))
+    let found = tokio::task::spawn_blocking(move || bundle::execute(&index, &request))
         .await
-        .map_err(|e| SearchError::Internal(e.to_string()))?
+        .map_err(|e| SearchError::Internal(e.to_string()))??;
+    crate::audit::note(|n| {
+        n.ids = found.ids;
+        for p in &found.patients {
+            n.patient(p);
+        }
+    });
+    Ok(found.body)
 }
 
 /// The ids of `resource_type` resources matching `query` (a query string such as
