@@ -265,10 +265,38 @@ async fn kickoff_without_the_required_headers_or_with_bad_parameters_is_a_400_op
         kickoff_request(&client, &server, "/fhir/r4/$export?_type=NotAType"),
         kickoff_request(&client, &server, "/fhir/r4/$export?_since=yesterday"),
         kickoff_request(&client, &server, "/fhir/r4/$export?_bogus=1"),
+        // A token modifier the export cannot decide, an unknown parameter, a chain, a result
+        // parameter, a filter on a type outside `_type`, and an organizeOutputBy other than
+        // Patient.
         kickoff_request(
             &client,
             &server,
-            "/fhir/r4/$export?_typeFilter=Patient%3Fgender%3Dfemale",
+            "/fhir/r4/$export?_typeFilter=Observation%3Fcode%3Atext%3Dheart",
+        ),
+        kickoff_request(
+            &client,
+            &server,
+            "/fhir/r4/$export?_typeFilter=Observation%3Fbogus%3D1",
+        ),
+        kickoff_request(
+            &client,
+            &server,
+            "/fhir/r4/$export?_typeFilter=Observation%3Fsubject.name%3DAda",
+        ),
+        kickoff_request(
+            &client,
+            &server,
+            "/fhir/r4/$export?_typeFilter=Observation%3F_count%3D1",
+        ),
+        kickoff_request(
+            &client,
+            &server,
+            "/fhir/r4/$export?_type=Patient&_typeFilter=Observation%3Fstatus%3Dfinal",
+        ),
+        kickoff_request(
+            &client,
+            &server,
+            "/fhir/r4/$export?organizeOutputBy=Encounter",
         ),
     ];
     for request in cases {
@@ -507,4 +535,202 @@ async fn completed_exports_survive_a_restart() {
     let again = wait_for_manifest(&client, &status).await;
     assert_eq!(again["transactionTime"], manifest["transactionTime"]);
     assert_eq!(again["output"], manifest["output"]);
+}
+
+const CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+
+fn categorized(id: &str, patient: &str, category: &str, status: &str) -> Value {
+    let mut o = observation(id, patient, 70);
+    o["status"] = json!(status);
+    o["category"] = json!([{"coding": [{"system": CATEGORY_SYSTEM, "code": category}]}]);
+    o
+}
+
+/// p1, p2 with a lab and a vital-signs Observation each (p2's lab is preliminary); Group g1.
+async fn seed_categories(client: &Client, server: &Server) {
+    for p in ["p1", "p2"] {
+        put(client, server, &patient(p)).await;
+        let lab_status = if p == "p1" { "final" } else { "preliminary" };
+        put(
+            client,
+            server,
+            &categorized(&format!("{p}-lab"), p, "laboratory", lab_status),
+        )
+        .await;
+        put(
+            client,
+            server,
+            &categorized(&format!("{p}-vs"), p, "vital-signs", "final"),
+        )
+        .await;
+    }
+    put(client, server, &group("g1", &["p1", "p2"])).await;
+}
+
+#[tokio::test]
+async fn type_filter_keeps_only_resources_matching_one_of_their_types_queries() {
+    let server = Server::start();
+    let client = backend_client(&server, SCOPE).await;
+    seed_categories(&client, &server).await;
+
+    // GET: comma-separated queries; a type without a filter (Patient) is not narrowed.
+    let status = kickoff(
+        &client,
+        &server,
+        "/fhir/r4/$export?_typeFilter=Observation%3Fcategory%3Dlaboratory%26status%3Dfinal,Group%3F_id%3Dnone",
+    )
+    .await;
+    let manifest = wait_for_manifest(&client, &status).await;
+    let all = download_all(&client, &manifest, "output").await;
+    assert_eq!(ids_of(&all, "Patient"), set(&["p1", "p2"]));
+    assert_eq!(ids_of(&all, "Observation"), set(&["p1-lab"]));
+    assert!(ids_of(&all, "Group").is_empty());
+
+    // POST Parameters: repeated _typeFilter parameters are OR-ed for the same type; the
+    // category with its system, and a date filter.
+    let body = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Observation"},
+        {"name": "_typeFilter", "valueString": format!("Observation?category={CATEGORY_SYSTEM}|laboratory")},
+        {"name": "_typeFilter", "valueString": "Observation?status=preliminary"},
+    ]});
+    let r = client
+        .post(server.url("/fhir/r4/Group/g1/$export"))
+        .header("accept", FHIR_JSON)
+        .header("prefer", "respond-async")
+        .header("content-type", FHIR_JSON)
+        .json(&body)
+        .send()
+        .await
+        .expect("kick-off");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let status = r.headers()["content-location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let manifest = wait_for_manifest(&client, &status).await;
+    let labs = download_all(&client, &manifest, "output").await;
+    assert_eq!(ids_of(&labs, "Observation"), set(&["p1-lab", "p2-lab"]));
+    assert_eq!(labs.len(), 2);
+
+    // Each exported version is matched, not the indexed one: a lab that became vital-signs
+    // after the first export appears in a _since export only if it still matches.
+    let first = manifest["transactionTime"]
+        .as_str()
+        .expect("time")
+        .to_owned();
+    put(
+        &client,
+        &server,
+        &categorized("p1-lab", "p1", "vital-signs", "final"),
+    )
+    .await;
+    put(
+        &client,
+        &server,
+        &categorized("p2-vs", "p2", "laboratory", "final"),
+    )
+    .await;
+    let status = kickoff(
+        &client,
+        &server,
+        &format!(
+            "/fhir/r4/$export?_type=Observation&_typeFilter=Observation%3Fcategory%3Dlaboratory&_since={}",
+            first.replace('+', "%2B")
+        ),
+    )
+    .await;
+    let manifest = wait_for_manifest(&client, &status).await;
+    let changed = download_all(&client, &manifest, "output").await;
+    assert_eq!(ids_of(&changed, "Observation"), set(&["p2-vs"]));
+}
+
+#[tokio::test]
+async fn organize_output_by_patient_writes_a_header_then_each_patients_compartment() {
+    let server = Server::start();
+    let client = backend_client(&server, SCOPE).await;
+    seed_categories(&client, &server).await;
+    let status = kickoff(
+        &client,
+        &server,
+        "/fhir/r4/Group/g1/$export?organizeOutputBy=Patient&_type=Patient,Observation",
+    )
+    .await;
+    let manifest = wait_for_manifest(&client, &status).await;
+    assert_eq!(manifest["outputOrganizedBy"], "Patient");
+    let output = manifest["output"].as_array().expect("output");
+    assert!(!output.is_empty());
+    let mut blocks: Vec<(String, Vec<Value>)> = Vec::new();
+    for entry in output {
+        assert!(
+            entry.get("type").is_none(),
+            "organized files have no single type"
+        );
+        let r = client
+            .get(entry["url"].as_str().expect("url"))
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(r.status(), StatusCode::OK);
+        let text = r.text().await.expect("text");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        assert_eq!(lines.len() as u64, entry["count"].as_u64().expect("count"));
+        assert_eq!(
+            lines[0]["resourceType"], "Parameters",
+            "a file starts with a header"
+        );
+        for line in lines {
+            if line["resourceType"] == "Parameters" {
+                assert_eq!(line["parameter"][0]["name"], "header");
+                let reference = line["parameter"][0]["valueReference"]["reference"]
+                    .as_str()
+                    .expect("reference")
+                    .to_owned();
+                blocks.push((reference, Vec::new()));
+            } else {
+                blocks.last_mut().expect("a block").1.push(line);
+            }
+        }
+    }
+    let names: Vec<&str> = blocks.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(names, vec!["Patient/p1", "Patient/p2"]);
+    for (reference, resources) in &blocks {
+        let id = reference.trim_start_matches("Patient/");
+        assert_eq!(resources[0]["resourceType"], "Patient");
+        assert_eq!(resources[0]["id"], id, "the block's Patient comes first");
+        assert_eq!(
+            ids_of(resources, "Observation"),
+            set(&[&format!("{id}-lab"), &format!("{id}-vs")])
+        );
+        assert_eq!(resources.len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn a_granular_scope_exports_only_the_resources_it_allows() {
+    let server = Server::start();
+    let writer = backend_client(&server, SCOPE).await;
+    seed_categories(&writer, &server).await;
+    let scope = format!(
+        "system/Observation.rs?category={CATEGORY_SYSTEM}|laboratory system/Patient.rs system/Group.rs"
+    );
+    let client = backend_client(&server, &scope).await;
+    for path in [
+        "/fhir/r4/$export",
+        "/fhir/r4/Group/g1/$export?_type=Observation",
+    ] {
+        let status = kickoff(&client, &server, path).await;
+        let manifest = wait_for_manifest(&client, &status).await;
+        let all = download_all(&client, &manifest, "output").await;
+        assert_eq!(
+            ids_of(&all, "Observation"),
+            set(&["p1-lab", "p2-lab"]),
+            "{path}"
+        );
+        for o in all.iter().filter(|r| r["resourceType"] == "Observation") {
+            assert_eq!(o["category"][0]["coding"][0]["code"], "laboratory");
+        }
+    }
 }

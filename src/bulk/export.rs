@@ -20,8 +20,11 @@ use sphere_domain::resource::{
     is_resource_event, RESOURCE_CREATED, RESOURCE_DELETED, RESOURCE_UPDATED,
 };
 
+use super::by_patient::PatientBlocks;
 use super::job::{ExportLevel, ExportRequested};
+use super::scopes::{ExportScopes, TypeAccess};
 use super::storage::{ExportStorage, PartFile};
+use super::type_filter::TypeFilters;
 use crate::eventlog::{
     Direction, EventFilter, EventLog, EventLogError, Position, RecordedEvent, StreamStart,
 };
@@ -45,12 +48,15 @@ pub enum ExportError {
     Cancelled,
     #[error("the export worker stopped unexpectedly")]
     Worker,
+    #[error("the job's _typeFilter no longer parses: {0}")]
+    TypeFilter(String),
 }
 
 /// What the export produced, before it becomes a manifest.
 #[derive(Debug, Default, Clone)]
 pub struct ExportFiles {
-    /// (resource type, file name, count), in type order.
+    /// (resource type, file name, count), in type order; the type is empty for files of
+    /// patient blocks (`organizeOutputBy=Patient`), which hold many types.
     pub output: Vec<(String, String, u64)>,
     /// The deleted-resources file and its count, when there were deletions.
     pub deleted: Option<(String, u64)>,
@@ -166,6 +172,7 @@ fn scope_types(req: &ExportRequested) -> (Option<HashSet<String>>, EventFilter) 
 pub async fn run(
     log: Arc<dyn EventLog>,
     storage: Arc<dyn ExportStorage>,
+    fhir_base: &str,
     req: &ExportRequested,
     cancel: Arc<AtomicBool>,
     progress: Arc<AtomicU64>,
@@ -240,7 +247,21 @@ pub async fn run(
             }
         })
     };
+    let filters =
+        TypeFilters::parse(&req.type_filters, fhir_base).map_err(ExportError::TypeFilter)?;
+    let scopes = req
+        .access
+        .as_ref()
+        .map(|access| ExportScopes::new(&req.client_id, access));
+    let by_patient = if req.organize_by_patient {
+        Some(PatientBlocks::new(storage.scratch(&req.job_id)?))
+    } else {
+        None
+    };
     let mut materializer = Materializer {
+        filters,
+        scopes,
+        by_patient,
         latest,
         population,
         elements: Elements::parse(&req.elements),
@@ -311,6 +332,11 @@ pub async fn run(
     let job_id = req.job_id.clone();
     tokio::task::spawn_blocking(move || -> Result<ExportFiles, ExportError> {
         let mut files = ExportFiles::default();
+        if let Some(blocks) = materializer.by_patient {
+            for (name, count) in blocks.write(storage_for_commit.as_ref(), &job_id)? {
+                files.output.push((String::new(), name, count));
+            }
+        }
         for (resource_type, (writer, count)) in materializer.writers {
             writer.commit()?;
             files
@@ -346,6 +372,11 @@ fn in_window(event: &RecordedEvent, end: u64, until_ms: Option<i64>) -> bool {
 
 /// Pass two's state: decides each resource's last version and writes it.
 struct Materializer {
+    filters: TypeFilters,
+    /// The requesting token's scopes; `None` for the operator.
+    scopes: Option<ExportScopes>,
+    /// `organizeOutputBy=Patient`: lines go here instead of one file per type.
+    by_patient: Option<PatientBlocks>,
     latest: HashMap<String, u64>,
     population: Option<HashSet<String>>,
     elements: Elements,
@@ -373,9 +404,19 @@ impl Materializer {
             }
             return Ok(());
         }
+        let access = self.scopes.as_mut().map(|s| s.type_access(resource_type));
+        if access == Some(TypeAccess::Nothing) {
+            return Ok(());
+        }
+        let per_resource_scopes = access == Some(TypeAccess::EachResource);
+        let filtered = self.filters.applies_to(resource_type);
         let needs_parse = self.population.is_some()
             || self.elements.applies_to(resource_type)
+            || filtered
+            || per_resource_scopes
+            || self.by_patient.is_some()
             || event.data.contains(&b'\n');
+        let mut patients = Vec::new();
         let line: Vec<u8>;
         let body: &[u8] = if needs_parse {
             let value: Value = serde_json::from_slice(&event.data).map_err(|_| {
@@ -384,12 +425,30 @@ impl Materializer {
             if self.population.is_some() && !self.in_population(resource_type, id, &value) {
                 return Ok(());
             }
+            if filtered && !self.filters.allows(resource_type, &value) {
+                return Ok(());
+            }
+            if per_resource_scopes
+                && !self
+                    .scopes
+                    .as_mut()
+                    .is_some_and(|s| s.allows(resource_type, &value))
+            {
+                return Ok(());
+            }
+            if self.by_patient.is_some() {
+                patients = self.patients_of(resource_type, id, &value);
+            }
             let value = self.elements.subset(resource_type, value);
             line = serde_json::to_vec(&value).map_err(std::io::Error::other)?;
             &line
         } else {
             &event.data
         };
+        if let Some(blocks) = &mut self.by_patient {
+            blocks.add(&patients, resource_type == "Patient", body)?;
+            return Ok(());
+        }
         let (writer, count) = match self.writers.get_mut(resource_type) {
             Some(w) => w,
             None => {
@@ -405,6 +464,35 @@ impl Materializer {
         writer.write_all(b"\n")?;
         *count += 1;
         Ok(())
+    }
+
+    /// The patients whose compartments hold this resource (of the population, if any).
+    fn patients_of(&mut self, resource_type: &str, id: &str, resource: &Value) -> Vec<String> {
+        let mut patients: Vec<String> = if resource_type == "Patient" {
+            vec![id.to_owned()]
+        } else {
+            let params = self
+                .params
+                .entry(resource_type.to_owned())
+                .or_insert_with(|| {
+                    patient_compartment_params(resource_type)
+                        .iter()
+                        .filter_map(|code| search_parameter(resource_type, code))
+                        .collect()
+                });
+            params
+                .iter()
+                .filter_map(|def| def.extract(resource))
+                .flatten()
+                .filter_map(|f| patient_reference(f.value).map(str::to_owned))
+                .collect()
+        };
+        if let Some(population) = &self.population {
+            patients.retain(|p| population.contains(p));
+        }
+        patients.sort();
+        patients.dedup();
+        patients
     }
 
     /// Is this resource in the compartment of a patient of the population? A Patient by its

@@ -53,6 +53,16 @@ pub struct ExportRequested {
     /// `_elements`, as given (`Observation.code`, `id`...).
     #[serde(default)]
     pub elements: Vec<String>,
+    /// `_typeFilter` queries, as validated at kick-off.
+    #[serde(default)]
+    pub type_filters: Vec<String>,
+    /// `organizeOutputBy=Patient`: files hold patient blocks, each headed by a `Parameters`.
+    #[serde(default)]
+    pub organize_by_patient: bool,
+    /// The requesting token's scopes (and patient), so the worker drops what they do not
+    /// allow (granular scopes too). `None`: the operator, or a job from before this was kept.
+    #[serde(default)]
+    pub access: Option<ExportAccess>,
     pub since_ms: Option<i64>,
     /// The exclusive log position the window starts after (resolved from `_since`).
     pub since_position: Option<u64>,
@@ -64,6 +74,14 @@ pub struct ExportRequested {
     /// The client that may poll, download and cancel.
     pub client_id: String,
     pub requested_ms: i64,
+}
+
+/// The scopes an export was requested with: scope strings only, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportAccess {
+    pub scopes: Vec<String>,
+    pub patient: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +280,9 @@ mod tests {
             patients: vec![],
             types: vec!["Patient".into()],
             elements: vec![],
+            type_filters: vec![],
+            organize_by_patient: false,
+            access: None,
             since_ms: None,
             since_position: None,
             until_ms: None,

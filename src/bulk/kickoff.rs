@@ -18,6 +18,10 @@ pub struct KickoffParams {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub patients: Vec<String>,
+    /// `_typeFilter` queries (`Type?params`), each checked to parse and be supported.
+    pub type_filters: Vec<String>,
+    /// `organizeOutputBy=Patient`.
+    pub organize_by_patient: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -165,13 +169,35 @@ pub fn parse(
                 }
             }
             "_typeFilter" => {
-                return Err(bad("_typeFilter is not supported by this server yet"));
+                // GET lists queries comma-separated; a POST Parameters value holds one, but
+                // splitting on a new `Type?` is harmless there too.
+                let queries = super::type_filter::split_queries(value);
+                if queries.is_empty() {
+                    return Err(bad("_typeFilter is empty"));
+                }
+                super::type_filter::TypeFilters::parse(&queries, "").map_err(bad)?;
+                params.type_filters.extend(queries);
             }
             "organizeOutputBy" => {
-                return Err(bad("organizeOutputBy is not supported"));
+                if value != "Patient" {
+                    return Err(bad(format!(
+                        "organizeOutputBy {value:?} is not supported (use Patient)"
+                    )));
+                }
+                params.organize_by_patient = true;
             }
             other => {
                 return Err(bad(format!("{other} is not a parameter of $export")));
+            }
+        }
+    }
+    if !params.types.is_empty() {
+        for filter in &params.type_filters {
+            let t = filter.split_once('?').map_or(filter.as_str(), |(t, _)| t);
+            if !params.types.iter().any(|x| x == t) {
+                return Err(bad(format!(
+                    "_typeFilter names {t}, which is not in _type: add it to _type or drop the filter"
+                )));
             }
         }
     }

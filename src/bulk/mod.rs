@@ -10,10 +10,13 @@
 //! `/fhir/r4/Group/{id}/$export` (and the last two at the root); status at
 //! `/fhir/r4/bulk/status/{job}`; files at `/fhir/r4/bulk/files/{job}/{file}`.
 
+pub mod by_patient;
 pub mod export;
 pub mod job;
 pub mod kickoff;
+pub mod scopes;
 pub mod storage;
+pub mod type_filter;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -304,8 +307,8 @@ impl Bulk {
         // Authorization: the caller must be allowed to read each type it asks for; asked for
         // nothing in particular, it gets the types it may read. `SearchType` is the check:
         // an export is a search of each type (SMART `system/Type.rs`).
-        // Note for the SMART policy: per-resource (granular) scope filtering is not applied
-        // inside the worker yet; only type-level decisions made here are.
+        // Per-resource decisions (granular `?category=` scopes, the patient compartment) are
+        // made by the worker with the scopes recorded in the job (`access`).
         let allowed = |t: &str| ctx.check(Interaction::SearchType, Some(t), None);
         let mut types = params.types.clone();
         for t in &types {
@@ -401,6 +404,12 @@ impl Bulk {
             patients,
             types,
             elements: params.elements,
+            type_filters: params.type_filters,
+            organize_by_patient: params.organize_by_patient,
+            access: (!ctx.is_operator()).then(|| job::ExportAccess {
+                scopes: ctx.scopes.clone(),
+                patient: ctx.patient.clone(),
+            }),
             since_ms: params.since_ms,
             since_position,
             until_ms: params.until_ms,

@@ -20,6 +20,8 @@ pub trait ExportStorage: Send + Sync + 'static {
     fn create(&self, job_id: &str, name: &str) -> io::Result<Box<dyn PartFile>>;
     /// Deletes every file of a job (cancellation, expiry).
     fn remove_job(&self, job_id: &str) -> io::Result<()>;
+    /// An anonymous scratch file for a job's own use (never listed, gone when dropped).
+    fn scratch(&self, job_id: &str) -> io::Result<File>;
 }
 
 /// Export files in a local folder: `{root}/{job_id}/{name}`.
@@ -83,6 +85,12 @@ impl ExportStorage for LocalFolder {
             temp,
             target: dir.join(name),
         }))
+    }
+
+    fn scratch(&self, job_id: &str) -> io::Result<File> {
+        let dir = self.root.join(job_id);
+        fs::create_dir_all(&dir)?;
+        tempfile::tempfile_in(dir)
     }
 
     fn remove_job(&self, job_id: &str) -> io::Result<()> {

@@ -108,9 +108,11 @@ impl ExportWorker {
         if !job.is_running() {
             return;
         }
+        let fhir_base = self.files_base.trim_end_matches("/bulk/files");
         let result = export::run(
             self.log.clone(),
             self.storage.clone(),
+            fhir_base,
             &job.requested,
             job.cancel.clone(),
             job.progress.clone(),
@@ -249,14 +251,21 @@ impl ExportWorker {
         let output: Vec<Value> = files
             .output
             .iter()
-            .map(|(t, name, count)| json!({"type": t, "url": url(name), "count": count}))
+            .map(|(t, name, count)| {
+                if t.is_empty() {
+                    // A file of patient blocks holds many types: no single `type`.
+                    json!({"url": url(name), "count": count})
+                } else {
+                    json!({"type": t, "url": url(name), "count": count})
+                }
+            })
             .collect();
         let deleted: Vec<Value> = files
             .deleted
             .iter()
             .map(|(name, count)| json!({"type": "Bundle", "url": url(name), "count": count}))
             .collect();
-        json!({
+        let mut manifest = json!({
             "transactionTime": instant(req.transaction_ms),
             "request": req.request,
             "requiresAccessToken": true,
@@ -264,6 +273,10 @@ impl ExportWorker {
             "deleted": deleted,
             "error": [],
             "extension": {POSITION_EXTENSION: req.position},
-        })
+        });
+        if req.organize_by_patient {
+            manifest["outputOrganizedBy"] = json!("Patient");
+        }
+        manifest
     }
 }

@@ -155,6 +155,25 @@ pub fn context_for(token: AccessToken) -> AccessContext {
         .with_fhir_user(token.fhir_user.clone())
 }
 
+/// An access context rebuilt from recorded scope strings (an export job checks each exported
+/// resource with the scopes its kick-off token carried).
+pub fn context_for_scopes(
+    client_id: &str,
+    scopes: &[String],
+    patient: Option<String>,
+) -> AccessContext {
+    let policy = Arc::new(SmartPolicy {
+        scopes: ScopeSet::parse(&scopes.join(" ")),
+        patient: patient.clone(),
+    });
+    let actor = Actor {
+        client_id: Some(client_id.to_owned()),
+        user: None,
+        token_id: None,
+    };
+    AccessContext::new(actor, scopes.to_vec(), patient, policy)
+}
+
 /// What the FHIR API's extractor does with an `Authorization` header.
 pub fn access_context(smart: &Smart, authorization: Option<&str>) -> Result<AccessContext, Denied> {
     match smart.validate_bearer(authorization) {

@@ -8,7 +8,7 @@
 //! handle, which hands out [`Snapshot`]s: one consistent searcher per request.
 
 mod document;
-mod evaluate;
+pub mod evaluate;
 mod schema;
 mod snapshot;
 
