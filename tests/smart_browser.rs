@@ -131,6 +131,18 @@ impl<'a> Browser<'a> {
             .unwrap()
             .to_owned()
     }
+    /// The URL once the browser has navigated to one starting with `prefix` (a click returns
+    /// before the navigation it starts has finished); the last URL after 15 s.
+    async fn url_starting_with(&self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let url = self.url().await;
+            if url.starts_with(prefix) || std::time::Instant::now() > deadline {
+                return url;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     async fn find(&self, css: &str) -> String {
         let v = self
             .driver
@@ -244,7 +256,7 @@ async fn a_patient_signs_in_and_grants_part_of_the_request_in_chromium() {
     let lab = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
     browser.click(&format!("input[value='{lab}']")).await;
     browser.click("button[value=allow]").await;
-    let landed = url::Url::parse(&browser.url().await).unwrap();
+    let landed = url::Url::parse(&browser.url_starting_with(&redirect_uri).await).unwrap();
     assert!(landed.as_str().starts_with(&redirect_uri), "{landed}");
     let q: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
     assert_eq!(q["state"], "browser-state");

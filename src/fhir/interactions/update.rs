@@ -13,8 +13,9 @@ use warp::http::StatusCode;
 use super::super::access::{AccessContext, Interaction};
 use super::super::conditional;
 use super::super::format::{Body, FhirResponse};
+use super::super::outcome::outcome;
 use super::super::outcome::FhirError;
-use super::super::request::FhirRequest;
+use super::super::request::{FhirRequest, Return};
 use super::super::store::{self, PreparedWrite};
 use super::{await_projections, check_valid, parse_resource, write_response};
 use crate::app::App;
@@ -116,8 +117,22 @@ async fn put(
         if let Some(current) =
             store::unchanged(app.log.as_ref(), resource_type, id, &resource).await?
         {
-            // Nothing changes: no new version, no event; answer with the current one.
-            let mut response = FhirResponse::new(StatusCode::OK, Body::Raw(current.body.clone()));
+            // Nothing changes: no new version, no event; answer with the current one, shaped
+            // by `Prefer` as a write's answer is.
+            let body = match request.prefer.unwrap_or(Return::Representation) {
+                Return::Minimal => Body::None,
+                Return::Representation => Body::Raw(current.body.clone()),
+                Return::OperationOutcome => Body::Json(outcome(
+                    "information",
+                    "informational",
+                    &format!(
+                        "{resource_type}/{id} version {} unchanged: the content is the same",
+                        current.version()
+                    ),
+                    None,
+                )),
+            };
+            let mut response = FhirResponse::new(StatusCode::OK, body);
             response.version = Some(current.version());
             response.last_modified_ms = Some(current.last_updated_ms);
             response.location = Some(current.versioned_reference());
