@@ -88,7 +88,7 @@ impl Note {
             operation: self.operation,
             types: self.types,
             ids: self.ids,
-            query: self.query.map(|q| redact_query(&q)),
+            query: self.query.map(|q| redact_query(&q, path)),
             patients: self.patients,
             client_id: self.actor.client_id,
             user: self.actor.user,
@@ -111,8 +111,10 @@ impl Note {
     }
 }
 
-/// Query parameters that could carry a credential are dropped before anything is kept.
-fn redact_query(query: &str) -> String {
+/// Query parameters that could carry a credential are dropped before anything is kept. `code`
+/// is an authorization code only on the authorization server's paths; elsewhere it is FHIR's
+/// `code` search parameter and is kept.
+fn redact_query(query: &str, path: &str) -> String {
     const SECRET: [&str; 6] = [
         "access_token",
         "refresh_token",
@@ -128,7 +130,7 @@ fn redact_query(query: &str) -> String {
         .split('&')
         .filter(|pair| {
             let key = pair.split('=').next().unwrap_or("");
-            !SECRET.contains(&key)
+            !SECRET.contains(&key) || (key == "code" && !path.starts_with("/auth"))
         })
         .collect::<Vec<_>>()
         .join("&")
@@ -273,8 +275,19 @@ mod tests {
 
     #[test]
     fn credentials_never_reach_the_record() {
-        assert_eq!(redact_query("name=x&_count=2"), "name=x&_count=2");
-        assert_eq!(redact_query("access_token=abc&name=x&code=1"), "name=x");
+        assert_eq!(
+            redact_query("name=x&_count=2", "/fhir/r4/Patient"),
+            "name=x&_count=2"
+        );
+        assert_eq!(
+            redact_query("access_token=abc&name=x&code=1", "/auth/authorize"),
+            "name=x"
+        );
+        assert_eq!(
+            redact_query("access_token=abc&code=1234-5", "/fhir/r4/Observation"),
+            "code=1234-5",
+            "FHIR's code search parameter is kept"
+        );
     }
 
     #[tokio::test]
