@@ -4,7 +4,6 @@
 //! The demo's credentials are kept in `DATA/demo/` (readable by the owner only) so that a
 //! restart with `--demo` prints them again: the event log itself holds only hashes of secrets.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
@@ -147,18 +146,7 @@ fn client_key(path: &Path) -> Result<Value, DemoError> {
 
 /// Writes a file only its owner can read, atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
-    let temp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&temp).map_err(|e| file_error(&temp, e))?;
-    file.write_all(bytes).map_err(|e| file_error(&temp, e))?;
-    file.sync_all().map_err(|e| file_error(&temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| file_error(path, e))
+    crate::private_file::write(path, bytes).map_err(|(p, e)| file_error(&p, e))
 }
 
 fn file_error(path: &Path, e: impl std::fmt::Display) -> DemoError {

@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use sphere_domain::fhir::{validate as validate_resource, Severity};
 use sphere_domain::resource::{is_valid_id, stream_name};
 use tokio::sync::mpsc;
@@ -236,7 +235,7 @@ pub async fn import_resources(
     options: Options,
 ) -> Result<Report, ImportError> {
     let mut units = Vec::new();
-    let mut chunk = Chunker::default();
+    let mut items = Vec::with_capacity(resources.len());
     for (i, resource) in resources.into_iter().enumerate() {
         let origin = Origin {
             file: source.to_owned(),
@@ -244,17 +243,12 @@ pub async fn import_resources(
             path: format!("[{i}]"),
         };
         match item(resource, origin) {
-            Ok(item) => {
-                if let Some(full) = chunk.push(item) {
-                    units.push((Unit::Independent(full), 0));
-                }
-            }
-            Err(problem) => units.push((Unit::Broken(problem), 0)),
+            Ok(item) => items.push(item),
+            Err(problem) => units.push(Unit::Broken(problem)),
         }
     }
-    if let Some(rest) = chunk.finish() {
-        units.push((Unit::Independent(rest), 0));
-    }
+    units.extend(chunked(items));
+    let units: Vec<(Unit, u64)> = units.into_iter().map(|u| (u, 0)).collect();
     let mut report = Report::default();
     run_units(
         target,
@@ -403,9 +397,8 @@ fn item(resource: Value, origin: Origin) -> Result<Item, Problem> {
 /// An id for a resource that came without one: a digest of its content, so the same resource
 /// imported again is recognised as the same.
 fn content_id(resource: &Map<String, Value>) -> String {
-    let bytes = serde_json::to_vec(resource).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    format!("i-{}", hex::encode(&digest[..16]))
+    let text = serde_json::to_string(resource).unwrap_or_default();
+    format!("i-{}", &crate::smart::sha256_hex(&text)[..32])
 }
 
 /// Reads one file and sends its units; Err when the receiver is gone.

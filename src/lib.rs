@@ -16,5 +16,6 @@ pub mod generate;
 pub mod http;
 pub mod import;
 pub mod ops;
+pub mod private_file;
 pub mod projection;
 pub mod smart;

@@ -193,7 +193,7 @@ pub fn to_audit_event(id: &str, r: &AccessRecord, observer: &str) -> Value {
         }));
     }
     if let Some(q) = &r.query {
-        use base64_lite::encode;
+        use crate::synthetic::datatypes::base64 as encode;
         let what = match r.types.first() {
             Some(t) => format!("{t}?{q}"),
             None => format!("?{q}"),
@@ -233,31 +233,6 @@ pub fn to_audit_event(id: &str, r: &AccessRecord, observer: &str) -> Value {
         event["entity"] = Value::Array(entities);
     }
     event
-}
-
-/// Base64 for `entity.query` without pulling a dependency into the domain crate.
-mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
 }
 
 /// Patient ids a stored resource's JSON points at: the id of a `Patient`, else every
@@ -358,7 +333,7 @@ mod tests {
         assert_eq!(e["entity"][0]["what"]["reference"], "Patient/p1");
         assert_eq!(
             e["entity"][1]["query"],
-            base64_lite::encode(b"Observation?patient=p1&code=1234-5")
+            crate::synthetic::datatypes::base64(b"Observation?patient=p1&code=1234-5")
         );
         assert_eq!(e["entity"][2]["what"]["reference"], "Observation/o1");
     }
@@ -372,19 +347,6 @@ mod tests {
         let e = to_audit_event("x", &r, "s");
         assert_eq!(e["type"]["code"], "110114");
         assert_eq!(e["subtype"][0]["code"], "login");
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_lite::encode(plain.as_bytes()), coded);
-        }
     }
 
     #[test]

@@ -110,7 +110,7 @@ async fn serve_connection<I>(
                 &path,
                 Some(peer.ip().to_string()),
                 response.status().as_u16(),
-                now_ms(),
+                crate::fhir::store::now_ms(),
             );
             if let Some(record) = record {
                 // The response waits for its access to be durable: never answered unrecorded.
@@ -127,12 +127,6 @@ async fn serve_connection<I>(
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What a client gets instead of data whose access could not be recorded.

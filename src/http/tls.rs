@@ -76,26 +76,12 @@ fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsErro
     })
 }
 
-/// Writes a secret readable by the owner only.
+/// Writes a secret readable by the owner only (atomically, see [`crate::private_file::write`]).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| TlsError::Write {
-        path: path.to_owned(),
+    crate::private_file::write(path, bytes).map_err(|(path, e)| TlsError::Write {
+        path,
         message: e.to_string(),
-    })?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| TlsError::Write {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

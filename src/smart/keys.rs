@@ -10,7 +10,6 @@
 //! records only the public side of a rotation.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -423,21 +422,9 @@ fn read_or_generate(
     Ok(der)
 }
 
-/// Writes `bytes` to a temp file with mode 0600 from the start, then renames it over `path`:
-/// a key is never readable by others, and a crash never leaves half a file.
+/// Writes a key only its owner may read, atomically (see [`crate::private_file::write`]).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let temp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&temp).map_err(|e| file_error(&temp, e))?;
-    file.write_all(bytes).map_err(|e| file_error(&temp, e))?;
-    file.sync_all().map_err(|e| file_error(&temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| file_error(path, e))
+    crate::private_file::write(path, bytes).map_err(|(p, e)| file_error(&p, e))
 }
 
 /// The `privateKey` OCTET STRING of a PKCS#8 PrivateKeyInfo (RFC 5208):

@@ -213,12 +213,7 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::fhir::store::now_ms;
 
 /// Every authorization-server route.
 pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {

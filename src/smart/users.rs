@@ -49,14 +49,6 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-}
-
 /// Adds a user; `patient` xor `practitioner` names their FHIR resource id.
 pub async fn add_user(
     log: &dyn EventLog,
@@ -77,8 +69,8 @@ pub async fn add_user(
         return Err(UserError::WeakPassword);
     }
     let fhir_user = match (patient, practitioner) {
-        (Some(p), None) if valid_id(p) => format!("Patient/{p}"),
-        (None, Some(p)) if valid_id(p) => format!("Practitioner/{p}"),
+        (Some(p), None) if sphere_domain::resource::is_valid_id(p) => format!("Patient/{p}"),
+        (None, Some(p)) if sphere_domain::resource::is_valid_id(p) => format!("Practitioner/{p}"),
         _ => return Err(UserError::BadLink),
     };
     let password_hash = hash_secret(password).map_err(UserError::Hash)?;

@@ -77,7 +77,7 @@ macro_rules! js_array {
 }
 
 mod codes;
-mod datatypes;
+pub(crate) mod datatypes;
 mod record;
 mod rng;
 mod shared;
