@@ -80,6 +80,7 @@ async fn catch_up_read(events: usize) -> f64 {
     while let Some(message) = subscription.next().await {
         match message.expect("message") {
             SubscriptionMessage::Event(_) => seen += 1,
+            SubscriptionMessage::Checkpoint(_) => {}
             SubscriptionMessage::CaughtUp => break,
         }
     }
@@ -118,7 +119,7 @@ async fn subscription_lag(samples: usize) -> ((f64, f64), (f64, f64)) {
         loop {
             match subscription.next().await.expect("open").expect("ok") {
                 SubscriptionMessage::Event(_) => break,
-                SubscriptionMessage::CaughtUp => continue,
+                SubscriptionMessage::CaughtUp | SubscriptionMessage::Checkpoint(_) => continue,
             }
         }
         after_ack.push(committed.elapsed().as_secs_f64() * 1000.0);

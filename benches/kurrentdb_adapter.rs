@@ -102,14 +102,17 @@ async fn catch_up_rate(log: &dyn EventLog, category: &str, count: usize) -> f64 
         .expect("subscribe");
     let mut seen = 0;
     // Historical events, then the caught-up marker ends the measurement.
-    while let SubscriptionMessage::Event(_) =
-        tokio::time::timeout(Duration::from_secs(60), sub.next())
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), sub.next())
             .await
             .expect("subscription stalled")
             .expect("subscription ended")
             .expect("subscription failed")
-    {
-        seen += 1;
+        {
+            SubscriptionMessage::Event(_) => seen += 1,
+            SubscriptionMessage::Checkpoint(_) => {}
+            SubscriptionMessage::CaughtUp => break,
+        }
     }
     assert_eq!(seen, count, "catch-up delivered every event");
     count as f64 / started.elapsed().as_secs_f64()

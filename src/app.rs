@@ -34,7 +34,7 @@ pub struct App {
     /// Records each access durably before its response goes out.
     pub audit: Arc<crate::audit::Auditor>,
     /// The access history by patient and agent (FHIR `AuditEvent`, the access-history page).
-    pub audit_view: Arc<RwLock<AuditView>>,
+    pub audit_view: Arc<AuditView>,
     audit_handle: ProjectionHandle,
     projections: Vec<ProjectionHandle>,
 }
@@ -80,7 +80,8 @@ impl App {
         projections.push(search_handle);
         // Not in `projections`: FHIR reads wait for those, and they must not wait for the
         // audit trail of other requests. AuditEvent searches wait for this one.
-        let audit_projection = AuditViewProjection::new();
+        let audit_projection =
+            AuditViewProjection::open(&projection::projections_dir(&config.data_dir))?;
         let audit_view = audit_projection.view();
         let audit_handle = runner::spawn(log.clone(), audit_projection);
         let audit = crate::audit::Auditor::start(log.clone());
@@ -97,8 +98,11 @@ impl App {
         }))
     }
 
-    pub fn projections(&self) -> &[ProjectionHandle] {
-        &self.projections
+    /// Every running projection, the audit view included (health and metrics list them).
+    pub fn projections(&self) -> impl Iterator<Item = &ProjectionHandle> {
+        self.projections
+            .iter()
+            .chain(std::iter::once(&self.audit_handle))
     }
 
     /// Waits until the audit view holds everything committed up to `position`.

@@ -527,3 +527,135 @@ async fn audit_writes_parquet_and_refuses_bad_filters() {
         assert!(err.contains("--since") || err.contains("--out"), "{err}");
     }
 }
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let r = client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{url}");
+    r.json().await.unwrap()
+}
+
+/// The `AuditEvent` ids of every page of a search, following `next` links from `url`.
+async fn all_pages(client: &reqwest::Client, url: String) -> (Vec<Vec<String>>, Vec<u64>) {
+    let mut pages = Vec::new();
+    let mut totals = Vec::new();
+    let mut next = Some(url);
+    while let Some(url) = next.take() {
+        let bundle = get_json(client, &url).await;
+        totals.push(bundle["total"].as_u64().unwrap());
+        pages.push(
+            bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+                .collect(),
+        );
+        next = bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+    }
+    (pages, totals)
+}
+
+#[tokio::test]
+async fn audit_events_page_with_a_stable_cursor_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), &[], &[]);
+    let (admin, _) =
+        fhir_common::backend_client_builder(&server, "system/*.cruds", "audit pager").await;
+    let admin = admin.build().unwrap();
+    let patient = create(
+        &admin,
+        &server,
+        json!({"resourceType": "Patient", "name": [{"family": "Pager"}]}),
+    )
+    .await;
+    let read_url = server.url(&format!("/fhir/r4/Patient/{patient}"));
+    for _ in 0..5 {
+        get_json(&admin, &read_url).await;
+    }
+    // create + 5 reads = 6 accesses to the patient, in pages of 4.
+    let search = server.url(&format!("/fhir/r4/AuditEvent?patient={patient}&_count=4"));
+    let first = get_json(&admin, &search).await;
+    assert_eq!(first["total"], 6, "{first}");
+    assert_eq!(first["entry"].as_array().unwrap().len(), 4);
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .expect("a next link")["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A newer access to the patient arrives before the next page is fetched: the cursor
+    // still yields the two oldest, not a shifted window.
+    get_json(&admin, &read_url).await;
+    let second = get_json(&admin, &next).await;
+    let second_ids: Vec<&str> = second["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(second_ids.len(), 2, "{second}");
+    assert!(
+        !second["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["relation"] == "next"),
+        "the last page has no next link: {second}"
+    );
+    let (pages, _) = all_pages(&admin, search.clone()).await;
+    let before: Vec<String> = pages.concat();
+    assert_eq!(before.len(), 7);
+    assert_eq!(
+        &before[5..],
+        second_ids.as_slice(),
+        "the oldest two, in order"
+    );
+    let bad = admin
+        .get(server.url("/fhir/r4/AuditEvent?_cursor=yesterday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // After a restart the history is still served, from the view's stored checkpoint.
+    assert!(server.terminate().success());
+    let server = Server::start_in(dir.path(), &[], &[]);
+    let health = get_json(&server.client(), &server.url("/health/ready")).await;
+    let audit_view = health["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "audit")
+        .expect("the audit view is listed")
+        .clone();
+    assert!(
+        audit_view["resumed_from"].as_u64().is_some(),
+        "the audit view resumed from its checkpoint: {health}"
+    );
+    let (admin, _) =
+        fhir_common::backend_client_builder(&server, "system/*.cruds", "audit pager 2").await;
+    let admin = admin.build().unwrap();
+    let search = server.url(&format!("/fhir/r4/AuditEvent?patient={patient}&_count=4"));
+    let (pages, totals) = all_pages(&admin, search).await;
+    assert_eq!(
+        pages.concat(),
+        before,
+        "the same history, in the same order"
+    );
+    assert!(totals.iter().all(|&t| t == 7), "{totals:?}");
+    let one = get_json(
+        &admin,
+        &server.url(&format!("/fhir/r4/AuditEvent/{}", before[6])),
+    )
+    .await;
+    assert_eq!(one["id"], before[6].as_str());
+    assert!(server.terminate().success());
+}

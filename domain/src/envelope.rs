@@ -151,6 +151,8 @@ pub struct EventFilter {
     pub categories: Vec<String>,
     /// Keep events of these types (empty: every type).
     pub event_types: Vec<String>,
+    /// Drop events whose stream category is one of these, whatever the lists above say.
+    pub excluded_categories: Vec<String>,
 }
 
 impl EventFilter {
@@ -165,7 +167,7 @@ impl EventFilter {
     {
         Self {
             categories: categories.into_iter().map(Into::into).collect(),
-            event_types: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -175,18 +177,33 @@ impl EventFilter {
         S: Into<String>,
     {
         Self {
-            categories: Vec::new(),
             event_types: types.into_iter().map(Into::into).collect(),
+            ..Self::default()
         }
     }
 
+    /// This filter, but without the events of `categories`.
+    pub fn except_categories<I, S>(mut self, categories: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.excluded_categories
+            .extend(categories.into_iter().map(Into::into));
+        self
+    }
+
     pub fn is_all(&self) -> bool {
-        self.categories.is_empty() && self.event_types.is_empty()
+        self.categories.is_empty()
+            && self.event_types.is_empty()
+            && self.excluded_categories.is_empty()
     }
 
     pub fn matches(&self, stream: &str, event_type: &str) -> bool {
-        (self.categories.is_empty() || self.categories.iter().any(|c| c == category_of(stream)))
+        let category = category_of(stream);
+        (self.categories.is_empty() || self.categories.iter().any(|c| c == category))
             && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+            && !self.excluded_categories.iter().any(|c| c == category)
     }
 }
 
@@ -229,5 +246,9 @@ mod tests {
         let f = EventFilter::event_types(["ResourceDeleted"]);
         assert!(f.matches("Observation-1", "ResourceDeleted"));
         assert!(!f.matches("Observation-1", "ResourceCreated"));
+        let f = EventFilter::all().except_categories(["audit"]);
+        assert!(f.matches("Patient-1", "ResourceCreated"));
+        assert!(!f.matches("audit-2026-01-01", "AccessRecorded"));
+        assert!(!f.is_all());
     }
 }

@@ -10,6 +10,8 @@ pub const RESOURCE_UPDATED: &str = "ResourceUpdated";
 /// Event type of a deletion. Its body is `{"resourceType": T, "id": ID}`; the deletion is a
 /// version of its own (FHIR history lists it), so it also takes a revision.
 pub const RESOURCE_DELETED: &str = "ResourceDeleted";
+/// Every resource event type: the versions of resources, and nothing else.
+pub const RESOURCE_EVENTS: [&str; 3] = [RESOURCE_CREATED, RESOURCE_UPDATED, RESOURCE_DELETED];
 
 /// The stream holding every version of `resource_type/id`.
 pub fn stream_name(resource_type: &str, id: &str) -> String {

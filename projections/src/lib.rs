@@ -10,7 +10,7 @@ pub mod search_index;
 pub mod stats;
 pub mod token_status;
 
-use sphere_domain::envelope::{Position, RecordedEvent};
+use sphere_domain::envelope::{EventFilter, Position, RecordedEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -40,9 +40,10 @@ pub trait Projection: Send + 'static {
     /// Drops every derived row and the checkpoint, for a rebuild from the start of the log.
     fn reset(&mut self) -> Result<(), ProjectionError>;
 
-    /// Whether the projection wants `event` at all; the runner skips others cheaply.
-    fn wants(&self, _event: &RecordedEvent) -> bool {
-        true
+    /// The events the projection takes; the runner subscribes with it, so the others are
+    /// never read, decoded or applied (and never cost a commit).
+    fn filter(&self) -> EventFilter {
+        EventFilter::all()
     }
 }
 
@@ -62,7 +63,7 @@ impl Projection for Box<dyn Projection> {
     fn reset(&mut self) -> Result<(), ProjectionError> {
         (**self).reset()
     }
-    fn wants(&self, event: &RecordedEvent) -> bool {
-        (**self).wants(event)
+    fn filter(&self) -> EventFilter {
+        (**self).filter()
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use sphere_domain::envelope::{Position, RecordedEvent};
+use sphere_domain::envelope::{EventFilter, Position, RecordedEvent};
 use sphere_domain::smart::events::{self as ev, AppRegistered, LaunchContext};
 
 use crate::{Projection, ProjectionError};
@@ -277,8 +277,8 @@ impl Projection for TokenStatusProjection {
         None
     }
 
-    fn wants(&self, event: &RecordedEvent) -> bool {
-        CATEGORIES.contains(&event.category())
+    fn filter(&self) -> EventFilter {
+        EventFilter::categories(CATEGORIES.iter().copied())
     }
 
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {

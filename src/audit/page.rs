@@ -69,14 +69,21 @@ async fn show(app: Arc<App>, cookie: Option<String>) -> warp::reply::Response {
     crate::audit::note(|n| {
         n.patient(&patient);
     });
-    let (total, entries) = match app.audit_view.read() {
-        Ok(view) => view.search(
-            &AuditQuery {
-                patient: Some(patient.clone()),
-                ..Default::default()
-            },
-            SHOWN,
-        ),
+    let view = app.audit_view.clone();
+    let query = AuditQuery {
+        patient: Some(patient.clone()),
+        ..Default::default()
+    };
+    let searched = tokio::task::spawn_blocking(move || view.search(&query, SHOWN, None)).await;
+    let (total, entries) = match searched {
+        Ok(Ok(page)) => (page.total, page.entries),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the access-history page could not read the audit view");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::error_page("The access history is not available right now."),
+            );
+        }
         Err(_) => {
             return html(
                 StatusCode::INTERNAL_SERVER_ERROR,

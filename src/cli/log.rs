@@ -115,10 +115,7 @@ async fn tail(
     categories: &[String],
     json: bool,
 ) -> anyhow::Result<()> {
-    let filter = EventFilter {
-        categories: categories.to_vec(),
-        event_types: Vec::new(),
-    };
+    let filter = EventFilter::categories(categories.iter().cloned());
     // Positions are dense in the embedded log and ordered in every log, so a window that
     // ends at the head and is widened until it holds enough events finds the newest ones.
     let head = log.head().await?.map(|p| p.0).unwrap_or(0);

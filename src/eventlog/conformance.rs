@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             event_bytes_and_metadata_round_trip,
             subscription_from_the_past_continues_live_without_gaps_or_doubles,
             subscription_filters_by_event_type,
+            filtered_subscription_reports_progress_past_what_it_filters_out,
             multi_stream_commit_is_all_or_nothing,
             concurrent_multi_stream_commits_respect_each_expected_revision,
             reopened_store_keeps_everything,
@@ -485,6 +486,7 @@ pub async fn subscription_from_the_past_continues_live_without_gaps_or_doubles(h
     let total = HISTORICAL + WRITERS * LIVE_EACH;
     let mut seen_ids = HashSet::new();
     let mut last_position = start;
+    let mut checkpoint = start;
     let mut caught_up = 0;
     let mut received = 0;
     while received < total {
@@ -504,9 +506,18 @@ pub async fn subscription_from_the_past_continues_live_without_gaps_or_doubles(h
             SubscriptionMessage::Event(e) => {
                 assert_eq!(e.category(), cat);
                 assert!(Some(e.position) > last_position, "out of order or doubled");
+                assert!(
+                    Some(e.position) > checkpoint,
+                    "an event at or below a checkpoint"
+                );
                 last_position = Some(e.position);
                 assert!(seen_ids.insert(e.event_id), "delivered twice");
                 received += 1;
+            }
+            SubscriptionMessage::Checkpoint(p) => {
+                assert!(Some(p) >= last_position, "a checkpoint below an event");
+                assert!(Some(p) >= checkpoint, "checkpoints went backwards");
+                checkpoint = Some(p);
             }
         }
     }
@@ -514,9 +525,17 @@ pub async fn subscription_from_the_past_continues_live_without_gaps_or_doubles(h
         w.await.unwrap();
     }
     assert_eq!(caught_up, 1);
-    // Nothing beyond what was written arrives.
-    let extra = tokio::time::timeout(Duration::from_millis(300), subscription.next()).await;
-    assert!(extra.is_err(), "unexpected extra message: {extra:?}");
+    // Nothing beyond what was written arrives (checkpoints past the last noise may).
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), subscription.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(SubscriptionMessage::Checkpoint(p)))) => {
+                assert!(Some(p) >= checkpoint, "checkpoints went backwards");
+                checkpoint = Some(p);
+            }
+            extra => panic!("unexpected extra message: {extra:?}"),
+        }
+    }
     // And the subscription saw exactly what a read of $all sees.
     let read = all_after(&*log, start, &EventFilter::categories([cat.as_str()])).await;
     assert_eq!(read.len(), total);
@@ -554,10 +573,60 @@ pub async fn subscription_filters_by_event_type(h: &dyn Harness) {
                 assert_eq!(e.event_type, kind);
                 got.push(n_of(&e));
             }
-            SubscriptionMessage::CaughtUp => {}
+            SubscriptionMessage::CaughtUp | SubscriptionMessage::Checkpoint(_) => {}
         }
     }
     assert_eq!(got, vec![0, 2, 4, 6, 8]);
+}
+
+/// A live subscriber is told, without waiting for more traffic, that the log has moved past
+/// events its filter dropped: a projection waiting for its own write must not hang when the
+/// newest event is one it does not take. Both inclusion and exclusion filters.
+pub async fn filtered_subscription_reports_progress_past_what_it_filters_out(h: &dyn Harness) {
+    let log = h.open().await;
+    let start = log.head().await.unwrap();
+    let wanted = fresh_category("kept");
+    let dropped = fresh_category("dropped");
+    let filters = [
+        EventFilter::categories([wanted.as_str()]),
+        EventFilter::all().except_categories([dropped.as_str()]),
+    ];
+    for filter in filters {
+        let mut subscription = log.subscribe(start, filter.clone()).await.unwrap();
+        let kept = log
+            .append(
+                &format!("{wanted}-1"),
+                ExpectedRevision::Any,
+                vec![event("K", 0)],
+            )
+            .await
+            .unwrap();
+        let skipped = log
+            .append(
+                &format!("{dropped}-1"),
+                ExpectedRevision::Any,
+                vec![event("D", 1)],
+            )
+            .await
+            .unwrap();
+        let mut delivered = Vec::new();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+                .await
+                .unwrap_or_else(|_| panic!("no checkpoint past a dropped event ({filter:?})"))
+                .expect("ended")
+                .expect("failed");
+            match message {
+                SubscriptionMessage::Event(e) => {
+                    assert!(filter.matches(&e.stream, &e.event_type), "{e:?}");
+                    delivered.push(e.position);
+                }
+                SubscriptionMessage::Checkpoint(p) if p >= skipped.position => break,
+                SubscriptionMessage::Checkpoint(_) | SubscriptionMessage::CaughtUp => {}
+            }
+        }
+        assert!(delivered.contains(&kept.position), "{filter:?}");
+    }
 }
 
 pub async fn multi_stream_commit_is_all_or_nothing(h: &dyn Harness) {

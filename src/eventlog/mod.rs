@@ -95,10 +95,18 @@ pub enum SubscriptionMessage {
     /// Every event committed before the subscription started has now been delivered;
     /// what follows is live.
     CaughtUp,
+    /// Every event matching the filter up to and including this position has been
+    /// delivered: the subscription has looked that far, and what it skipped did not match.
+    /// Sent after events the filter dropped, so that a subscriber waiting for a position
+    /// holding such an event is released (KurrentDB's filtered-subscription checkpoints).
+    /// Never below an event already delivered; events that follow are after it.
+    Checkpoint(Position),
 }
 
 /// A catch-up subscription: historical events, then [`SubscriptionMessage::CaughtUp`], then
-/// live events, in `$all` order, with nothing skipped or doubled. Dropping it unsubscribes.
+/// live events, in `$all` order, with nothing skipped or doubled, and
+/// [`SubscriptionMessage::Checkpoint`]s past events the filter dropped, promptly once the log
+/// has moved past them. Dropping it unsubscribes.
 pub struct Subscription {
     receiver: mpsc::Receiver<Result<SubscriptionMessage, EventLogError>>,
 }

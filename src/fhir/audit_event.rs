@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use sphere_domain::audit::to_audit_event;
 use sphere_domain::fhir::search_value::parse_date;
 use sphere_projections::audit_view::{AuditEntry, AuditQuery};
+use sphere_projections::ProjectionError;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::Filter;
@@ -21,6 +22,7 @@ use super::access::{access_context, AccessContext, Denied, Interaction};
 use super::format::{negotiate, render, Body, FhirResponse};
 use super::outcome::FhirError;
 use crate::app::App;
+use crate::eventlog::Position;
 
 /// The search parameters, with their FHIR types: the parser and the CapabilityStatement both
 /// read this table.
@@ -227,12 +229,9 @@ fn visible(
 async fn read(app: &App, ctx: &AccessContext, id: &str) -> Result<FhirResponse, FhirError> {
     ctx.check(Interaction::Read, Some("AuditEvent"), None)?;
     caught_up(app).await?;
-    let entry = app
-        .audit_view
-        .read()
-        .map_err(|_| FhirError::Internal("the audit view lock is poisoned".into()))?
-        .get(id)
-        .cloned();
+    let view = app.audit_view.clone();
+    let wanted = id.to_owned();
+    let entry = from_view(tokio::task::spawn_blocking(move || view.get(&wanted)).await)?;
     let not_found = || {
         FhirError::NotFound(format!(
             "AuditEvent/{} does not exist",
@@ -251,10 +250,20 @@ async fn read(app: &App, ctx: &AccessContext, id: &str) -> Result<FhirResponse, 
     Ok(response)
 }
 
-/// Parses the search parameters into a query and a page size.
-pub fn parse_query(pairs: &[(String, String)]) -> Result<(AuditQuery, usize), FhirError> {
+/// A search as the parameters state it: the query, the page size and where the page starts.
+#[derive(Debug)]
+pub struct AuditSearch {
+    pub query: AuditQuery,
+    pub count: usize,
+    /// The `_cursor` of a `next` link: the page holds entries older than this.
+    pub cursor: Option<Position>,
+}
+
+/// Parses the search parameters.
+pub fn parse_query(pairs: &[(String, String)]) -> Result<AuditSearch, FhirError> {
     let mut q = AuditQuery::default();
     let mut count = DEFAULT_COUNT;
+    let mut cursor = None;
     for (key, value) in pairs {
         let bad = |why: &str| FhirError::BadRequest(format!("{key}={value:?}: {why}"));
         let list = || -> Vec<String> {
@@ -304,18 +313,27 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<(AuditQuery, usize), Fh
                     .map_err(|_| bad("not a number"))?
                     .min(MAX_COUNT)
             }
+            "_cursor" => {
+                cursor = Some(Position(value.parse::<u64>().map_err(|_| {
+                    FhirError::BadRequest("_cursor is not a cursor this server issued".into())
+                })?))
+            }
             "_format" | "_pretty" => {}
             other => {
                 let known: Vec<&str> = SEARCH_PARAMS.iter().map(|(n, _, _)| *n).collect();
                 return Err(FhirError::BadRequest(format!(
-                    "AuditEvent has no search parameter {:?}; supported: {}, _count",
+                    "AuditEvent has no search parameter {:?}; supported: {}, _count, _cursor",
                     other.chars().take(64).collect::<String>(),
                     known.join(", ")
                 )));
             }
         }
     }
-    Ok((q, count))
+    Ok(AuditSearch {
+        query: q,
+        count,
+        cursor,
+    })
 }
 
 async fn search(
@@ -324,27 +342,61 @@ async fn search(
     pairs: &[(String, String)],
 ) -> Result<FhirResponse, FhirError> {
     ctx.check(Interaction::SearchType, Some("AuditEvent"), None)?;
-    let (mut query, count) = parse_query(pairs)?;
+    let AuditSearch {
+        mut query,
+        count,
+        cursor,
+    } = parse_query(pairs)?;
     // A patient-scoped token searches its own patient's history only.
     if !ctx.is_operator() {
         if let Some(p) = &ctx.patient {
             if query.patient.as_ref().is_some_and(|q| q != p) {
-                return Ok(bundle(app, pairs, 0, Vec::new()));
+                return Ok(bundle(app, pairs, 0, Vec::new(), None));
             }
             query.patient = Some(p.clone());
         }
     }
     caught_up(app).await?;
-    let (total, page) = app
-        .audit_view
-        .read()
-        .map_err(|_| FhirError::Internal("the audit view lock is poisoned".into()))?
-        .search(&query, count);
+    let view = app.audit_view.clone();
+    let page =
+        from_view(tokio::task::spawn_blocking(move || view.search(&query, count, cursor)).await)?;
     let resources: Vec<Value> = page
+        .entries
         .iter()
         .filter_map(|e| visible(app, ctx, Interaction::SearchType, e))
         .collect();
-    Ok(bundle(app, pairs, total, resources))
+    Ok(bundle(app, pairs, page.total, resources, page.next))
+}
+
+/// The audit view's answer, its failures as a 500 without detail (the log has them).
+fn from_view<T>(
+    answer: Result<Result<T, ProjectionError>, tokio::task::JoinError>,
+) -> Result<T, FhirError> {
+    match answer {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the audit view failed");
+            Err(FhirError::Internal(
+                "the access history could not be read".into(),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the audit view task failed");
+            Err(FhirError::Internal(
+                "the access history could not be read".into(),
+            ))
+        }
+    }
+}
+
+/// `AuditEvent?{pairs}` with `_cursor` set to `cursor` (or dropped).
+fn search_url(base: &str, pairs: &[(String, String)], cursor: Option<Position>) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs(pairs.iter().filter(|(k, _)| k != "_cursor"));
+    if let Some(c) = cursor {
+        query.append_pair("_cursor", &c.0.to_string());
+    }
+    format!("{base}/AuditEvent?{}", query.finish())
 }
 
 fn bundle(
@@ -352,11 +404,9 @@ fn bundle(
     pairs: &[(String, String)],
     total: usize,
     resources: Vec<Value>,
+    next: Option<Position>,
 ) -> FhirResponse {
     let base = app.config.fhir_base_url();
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish();
     let entries: Vec<Value> = resources
         .into_iter()
         .map(|r| {
@@ -367,13 +417,22 @@ fn bundle(
             })
         })
         .collect();
+    let this_page = pairs
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .and_then(|(_, v)| v.parse().ok())
+        .map(Position);
+    let mut links = vec![json!({"relation": "self", "url": search_url(&base, pairs, this_page)})];
+    if let Some(next) = next {
+        links.push(json!({"relation": "next", "url": search_url(&base, pairs, Some(next))}));
+    }
     FhirResponse::json(
         StatusCode::OK,
         json!({
             "resourceType": "Bundle",
             "type": "searchset",
             "total": total,
-            "link": [{"relation": "self", "url": format!("{base}/AuditEvent?{query}")}],
+            "link": links,
             "entry": entries,
         }),
     )
@@ -389,10 +448,15 @@ mod tests {
 
     #[test]
     fn search_parameters_parse_into_a_query() {
-        let (q, count) = parse_query(&pairs(
-            "patient=Patient/p1&agent=app-y&date=ge2026-01-01&date=lt2026-01-02&subtype=read,vread&_count=5",
+        let AuditSearch {
+            query: q,
+            count,
+            cursor,
+        } = parse_query(&pairs(
+            "patient=Patient/p1&agent=app-y&date=ge2026-01-01&date=lt2026-01-02&subtype=read,vread&_count=5&_cursor=42",
         ))
         .unwrap();
+        assert_eq!(cursor, Some(Position(42)));
         assert_eq!(q.patient.as_deref(), Some("p1"));
         assert_eq!(q.agent.as_deref(), Some("app-y"));
         assert_eq!(q.from_ms, Some(1_767_225_600_000));
@@ -404,6 +468,8 @@ mod tests {
     #[test]
     fn bad_parameters_are_refused_with_a_reason() {
         let e = parse_query(&pairs("date=yesterday")).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        let e = parse_query(&pairs("_cursor=abc")).unwrap_err();
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         let e = parse_query(&pairs("name=x")).unwrap_err();
         assert!(e.to_string().contains("supported"), "{e}");

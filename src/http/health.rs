@@ -27,7 +27,6 @@ async fn readiness(app: Arc<App>) -> warp::reply::Response {
     let mut ready = head.is_ok();
     let projections: Vec<_> = app
         .projections()
-        .iter()
         .map(|p| {
             let state = p.state();
             ready &= state == RunnerState::Live;
@@ -39,6 +38,8 @@ async fn readiness(app: Arc<App>) -> warp::reply::Response {
                     RunnerState::Failed(_) => "failed",
                 },
                 "applied": p.applied().map(|p| p.0),
+                // The stored checkpoint this run started from (`null`: replayed the log).
+                "resumed_from": p.resumed_from().map(|p| p.0),
             })
         })
         .collect();

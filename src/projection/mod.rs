@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 
+use sphere_projections::audit_view::AuditViewProjection;
 use sphere_projections::search_index::SearchIndexProjection;
 use sphere_projections::stats::StatsProjection;
 use sphere_projections::{Projection, ProjectionError};
@@ -13,7 +14,11 @@ use sphere_projections::{Projection, ProjectionError};
 pub use runner::{ProjectionHandle, RunnerState, WaitError};
 
 /// Every projection by the name operators use with `sphere rebuild`.
-pub const NAMES: &[&str] = &[StatsProjection::NAME, SearchIndexProjection::NAME];
+pub const NAMES: &[&str] = &[
+    StatsProjection::NAME,
+    SearchIndexProjection::NAME,
+    AuditViewProjection::NAME,
+];
 
 /// Where projections keep their files inside the data directory.
 pub fn projections_dir(data_dir: &Path) -> PathBuf {
@@ -30,6 +35,7 @@ pub fn open(name: &str, config: &Config) -> Result<Box<dyn Projection>, Projecti
     let dir = projections_dir(&config.data_dir);
     match name {
         StatsProjection::NAME => Ok(Box::new(StatsProjection::open(&dir)?)),
+        AuditViewProjection::NAME => Ok(Box::new(AuditViewProjection::open(&dir)?)),
         SearchIndexProjection::NAME => Ok(Box::new(SearchIndexProjection::open(
             &search_dir(&config.data_dir),
             &config.fhir_base_url(),

@@ -2,9 +2,14 @@
 //! live), commits in batches, and publishes how far it has applied so that request handlers
 //! can wait for their own writes.
 //!
-//! The runner subscribes to all of `$all` and filters locally with [`Projection::wants`], so
-//! its published position moves past events the projection ignores: a handler waiting for
-//! position P is released as soon as everything up to P has been considered.
+//! The runner subscribes to `$all` with the projection's [`Projection::filter`], so the
+//! projection never sees (nor decodes) events it does not take. The subscription's
+//! checkpoints say how far the log has been looked through, and the runner publishes that
+//! position as soon as nothing applied is waiting for a commit: a handler waiting for
+//! position P is released once everything up to P has been considered, even when P holds an
+//! event the projection filtered out (the access history of a read, for the search index).
+//! That position moves without a commit; the stored checkpoint catches up with it at the
+//! next commit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,15 +17,16 @@ use std::time::{Duration, Instant};
 use sphere_projections::{Projection, ProjectionError};
 use tokio::sync::watch;
 
-use crate::eventlog::{
-    EventFilter, EventLog, EventLogError, Position, RecordedEvent, SubscriptionMessage,
-};
+use crate::eventlog::{EventLog, EventLogError, Position, RecordedEvent, SubscriptionMessage};
 
 /// Events applied between two commits while catching up (commits are what cost).
 const CATCH_UP_COMMIT_EVERY: usize = 50_000;
 const CATCH_UP_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
 /// Most events taken from the subscription before applying them.
 const BATCH: usize = 4096;
+/// Least time between two commits that only move the checkpoint past events the projection
+/// filtered out.
+const CHECKPOINT_ONLY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The state of a running projection, as the rest of the server sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +40,7 @@ pub enum RunnerState {
 #[derive(Clone)]
 pub struct ProjectionHandle {
     name: &'static str,
+    resumed_from: Option<Position>,
     applied: watch::Receiver<u64>,
     state: watch::Receiver<RunnerState>,
 }
@@ -62,6 +69,11 @@ impl ProjectionHandle {
             0 => None,
             p => Some(Position(p)),
         }
+    }
+
+    /// The stored checkpoint the projection started from, `None` when it started empty.
+    pub fn resumed_from(&self) -> Option<Position> {
+        self.resumed_from
     }
 
     pub fn state(&self) -> RunnerState {
@@ -116,7 +128,8 @@ pub enum RunnerError {
 /// Starts `projection` on a task of its own and returns its handle.
 pub fn spawn<P: Projection>(log: Arc<dyn EventLog>, projection: P) -> ProjectionHandle {
     let name = projection.name();
-    let start = projection.checkpoint().map(|p| p.0).unwrap_or(0);
+    let resumed_from = projection.checkpoint();
+    let start = resumed_from.map(|p| p.0).unwrap_or(0);
     let (applied_tx, applied) = watch::channel(start);
     let (state_tx, state) = watch::channel(RunnerState::CatchingUp);
     tokio::spawn(async move {
@@ -127,6 +140,7 @@ pub fn spawn<P: Projection>(log: Arc<dyn EventLog>, projection: P) -> Projection
     });
     ProjectionHandle {
         name,
+        resumed_from,
         applied,
         state,
     }
@@ -138,59 +152,69 @@ async fn run<P: Projection>(
     applied: &watch::Sender<u64>,
     state: &watch::Sender<RunnerState>,
 ) -> Result<(), RunnerError> {
+    let checkpoint = projection.checkpoint();
+    let mut subscription = log.subscribe(checkpoint, projection.filter()).await?;
     let mut projection = Some(projection);
-    let checkpoint = projection.as_ref().and_then(|p| p.checkpoint());
-    let mut subscription = log.subscribe(checkpoint, EventFilter::all()).await?;
     let mut live = false;
-    let mut since_commit = 0usize;
+    // The stored checkpoint, and how far the subscription has looked (every event up to
+    // `scanned` that matches the filter is in `batch`, applied, or committed).
+    let mut stored = checkpoint.map(|p| p.0).unwrap_or(0);
+    let mut scanned = stored;
+    // Events applied since the last commit: while there are any, the visible state lags.
+    let mut uncommitted = 0usize;
     let mut last_commit = Instant::now();
     let mut batch: Vec<RecordedEvent> = Vec::with_capacity(BATCH);
-    // Whether anything was applied since the last commit. A batch the projection ignores
-    // entirely (the access history of reads, for the search index) needs no commit: its
-    // visible state already holds everything up to the batch's end, so the position is
-    // published without rewriting the index. (The stored checkpoint then lags; on restart
-    // those events are skipped again.)
-    let mut dirty = false;
     loop {
         let Some(first) = subscription.next().await else {
             return Ok(()); // the log shut down
         };
         let mut became_live = false;
-        take(first, &mut batch, &mut became_live)?;
+        take(first, &mut batch, &mut scanned, &mut became_live)?;
         while batch.len() < BATCH {
             match subscription.try_next() {
-                Some(message) => take(message, &mut batch, &mut became_live)?,
+                Some(message) => take(message, &mut batch, &mut scanned, &mut became_live)?,
                 None => break,
             }
         }
-        let Some(last) = batch.last().map(|e| e.position) else {
-            if became_live && !live {
-                live = true;
-                let _ = state.send(RunnerState::Live);
-            }
-            continue;
+        uncommitted += batch.len();
+        let commit_at = if uncommitted > 0 {
+            (live
+                || became_live
+                || uncommitted >= CATCH_UP_COMMIT_EVERY
+                || last_commit.elapsed() >= CATCH_UP_COMMIT_INTERVAL)
+                .then_some(Position(scanned))
+        } else {
+            // Only the log moved, past events this projection does not take: its visible
+            // state already covers them. Storing the checkpoint is worth a commit now and
+            // then only, so that a restart does not look through them again.
+            (scanned > stored && last_commit.elapsed() >= CHECKPOINT_ONLY_INTERVAL)
+                .then_some(Position(scanned))
         };
-        since_commit += batch.len();
-        let commit_now = live
-            || became_live
-            || since_commit >= CATCH_UP_COMMIT_EVERY
-            || last_commit.elapsed() >= CATCH_UP_COMMIT_INTERVAL;
-        let events = std::mem::take(&mut batch);
-        let mut owned = projection
-            .take()
-            .ok_or_else(|| RunnerError::Task("projection lost".into()))?;
-        let (owned, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = apply_live(&mut owned, &events, commit_now.then_some(last), dirty);
-            (owned, outcome)
-        })
-        .await
-        .map_err(|e| RunnerError::Task(e.to_string()))?;
-        projection = Some(owned);
-        dirty = outcome? && !commit_now;
-        if commit_now {
-            since_commit = 0;
+        if !batch.is_empty() || commit_at.is_some() {
+            let events = std::mem::take(&mut batch);
+            let mut owned = projection
+                .take()
+                .ok_or_else(|| RunnerError::Task("projection lost".into()))?;
+            let (owned, outcome) = tokio::task::spawn_blocking(move || {
+                let outcome = apply_batch(&mut owned, &events, commit_at);
+                (owned, outcome)
+            })
+            .await
+            .map_err(|e| RunnerError::Task(e.to_string()))?;
+            projection = Some(owned);
+            outcome?;
+        }
+        if let Some(position) = commit_at {
+            stored = position.0;
+            uncommitted = 0;
             last_commit = Instant::now();
-            applied.send_replace(last.0);
+        }
+        if uncommitted == 0 {
+            applied.send_if_modified(|published| {
+                let moved = *published < scanned;
+                *published = (*published).max(scanned);
+                moved
+            });
         }
         if became_live && !live {
             live = true;
@@ -202,34 +226,18 @@ async fn run<P: Projection>(
 fn take(
     message: Result<SubscriptionMessage, EventLogError>,
     batch: &mut Vec<RecordedEvent>,
+    scanned: &mut u64,
     became_live: &mut bool,
 ) -> Result<(), RunnerError> {
     match message? {
-        SubscriptionMessage::Event(e) => batch.push(e),
+        SubscriptionMessage::Event(e) => {
+            *scanned = (*scanned).max(e.position.0);
+            batch.push(e);
+        }
+        SubscriptionMessage::Checkpoint(p) => *scanned = (*scanned).max(p.0),
         SubscriptionMessage::CaughtUp => *became_live = true,
     }
     Ok(())
-}
-
-/// Applies `events`; commits at `commit_at` if anything was applied since the last commit
-/// (`dirty`) or now. Returns whether anything was applied.
-fn apply_live<P: Projection>(
-    projection: &mut P,
-    events: &[RecordedEvent],
-    commit_at: Option<Position>,
-    dirty: bool,
-) -> Result<bool, ProjectionError> {
-    let mut applied = dirty;
-    for event in events {
-        if projection.wants(event) {
-            projection.apply(event)?;
-            applied = true;
-        }
-    }
-    if let (Some(position), true) = (commit_at, applied) {
-        projection.commit(position)?;
-    }
-    Ok(applied)
 }
 
 fn apply_batch<P: Projection>(
@@ -238,9 +246,7 @@ fn apply_batch<P: Projection>(
     commit_at: Option<Position>,
 ) -> Result<(), ProjectionError> {
     for event in events {
-        if projection.wants(event) {
-            projection.apply(event)?;
-        }
+        projection.apply(event)?;
     }
     if let Some(position) = commit_at {
         projection.commit(position)?;
@@ -268,11 +274,13 @@ pub async fn rebuild<P: Projection>(
     let Some(head) = log.head().await? else {
         return Ok(0);
     };
+    let filter = projection.filter();
     let mut after = None;
     let mut events = 0u64;
     let mut since_commit = 0usize;
+    let mut committed = None;
     loop {
-        let page = log.read_all(after, &EventFilter::all(), PAGE).await?;
+        let page = log.read_all(after, &filter, PAGE).await?;
         let Some(last) = page.last().map(|e| e.position) else {
             break;
         };
@@ -283,6 +291,7 @@ pub async fn rebuild<P: Projection>(
         tokio::task::block_in_place(|| apply_batch(projection, &page, commit.then_some(last)))?;
         if commit {
             since_commit = 0;
+            committed = Some(last);
         }
         after = Some(last);
         progress(RebuildProgress {
@@ -294,10 +303,10 @@ pub async fn rebuild<P: Projection>(
             break;
         }
     }
-    if since_commit > 0 {
-        if let Some(last) = after {
-            tokio::task::block_in_place(|| projection.commit(last))?;
-        }
+    // Past the last event taken: the events after it up to the head were filtered out.
+    let end = after.map_or(head, |last| last.max(head));
+    if committed != Some(end) {
+        tokio::task::block_in_place(|| projection.commit(end))?;
     }
     Ok(events)
 }

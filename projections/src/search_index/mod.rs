@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
-use sphere_domain::envelope::{Position, RecordedEvent};
+use sphere_domain::envelope::{EventFilter, Position, RecordedEvent};
 use sphere_domain::resource::{self, RESOURCE_DELETED};
 use tantivy::directory::MmapDirectory;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -175,8 +175,10 @@ impl Projection for SearchIndexProjection {
         self.checkpoint
     }
 
-    fn wants(&self, event: &RecordedEvent) -> bool {
-        resource::is_resource_event(&event.event_type)
+    /// Resource versions only: the access history (most of the log on a busy server), the
+    /// SMART and export streams never touch the index.
+    fn filter(&self) -> EventFilter {
+        EventFilter::event_types(resource::RESOURCE_EVENTS)
     }
 
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {

@@ -52,7 +52,10 @@ impl Fixture {
                 ..EventMetadata::default()
             },
         };
-        assert!(self.projection.wants(&event));
+        assert!(self
+            .projection
+            .filter()
+            .matches(&event.stream, &event.event_type));
         self.projection.apply(&event).unwrap();
     }
 

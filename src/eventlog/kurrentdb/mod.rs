@@ -22,9 +22,13 @@
 //! - **Commit time.** `commitMs` is stamped by this adapter at append time, client side,
 //!   because KurrentDB's `created` reaches the client truncated to seconds (see
 //!   [`metadata`]).
-//! - **Subscriptions** are the server's catch-up subscriptions to `$all` with the same
-//!   filter; its caught-up message becomes [`SubscriptionMessage::CaughtUp`] (KurrentDB 23.10
-//!   or later sends it). A dropped connection resubscribes after the last delivered event.
+//! - **Subscriptions** are the server's catch-up subscriptions to `$all`, filtered on the
+//!   client: an event the filter drops becomes a [`SubscriptionMessage::Checkpoint`] at
+//!   once, so a projection waiting for a position it does not care about is released without
+//!   waiting for the server's periodic checkpoints. (A server-side filter would save the
+//!   transfer of dropped events; it needs prompt checkpoints first.) The server's caught-up
+//!   message becomes [`SubscriptionMessage::CaughtUp`] (KurrentDB 23.10 or later sends it).
+//!   A dropped connection resubscribes after the last event seen.
 //!
 //! Known limitation of the official client (kurrentdb 1.2.0): its HTTP/2 connector does not
 //! set `TCP_NODELAY`, so on Linux each request can wait out a delayed ACK (~40 ms measured on
@@ -365,9 +369,13 @@ async fn run_subscription(
     let mut caught_up_sent = false;
     let mut failures = 0u32;
     loop {
+        // Unfiltered on the server (system events aside): the client filters, so that it
+        // sees every position it skips and can report it at once. KurrentDB's own
+        // checkpoints come only every `window x multiplier` considered events, too late for
+        // a subscriber waiting for its own write.
         let options = SubscribeToAllOptions::default()
             .position(to_start(resume))
-            .filter(server_filter(&filter));
+            .filter(server_filter(&EventFilter::all()));
         let mut server = client.subscribe_to_all(&options).await;
         loop {
             let next = tokio::select! {
@@ -378,24 +386,27 @@ async fn run_subscription(
             match next {
                 Ok(SubscriptionEvent::EventAppeared(resolved)) => {
                     failures = 0;
-                    let event = match to_recorded(resolved) {
-                        Ok(Some(event)) => event,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
+                    // Stream and type decide; the metadata is decoded only for delivery.
+                    let Some((position, wanted)) = sighted(&resolved, &filter) else {
+                        continue; // a system event
                     };
-                    if Some(event.position) <= resume {
+                    if Some(position) <= resume {
                         continue;
                     }
-                    resume = Some(event.position);
-                    if filter.matches(&event.stream, &event.event_type)
-                        && tx
-                            .send(Ok(SubscriptionMessage::Event(event)))
-                            .await
-                            .is_err()
-                    {
+                    resume = Some(position);
+                    let message = if !wanted {
+                        SubscriptionMessage::Checkpoint(position)
+                    } else {
+                        match to_recorded(resolved) {
+                            Ok(Some(event)) => SubscriptionMessage::Event(event),
+                            Ok(None) => continue,
+                            Err(e) => {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                        }
+                    };
+                    if tx.send(Ok(message)).await.is_err() {
                         return;
                     }
                 }
@@ -461,7 +472,21 @@ fn to_start(after: Option<Position>) -> StreamPosition<kurrentdb::Position> {
     }
 }
 
-/// The server-side part of `filter`; the exact filter is applied again on the client.
+/// The position of a non-system event and whether `filter` keeps it.
+fn sighted(resolved: &ResolvedEvent, filter: &EventFilter) -> Option<(Position, bool)> {
+    let event = resolved.event.as_ref()?;
+    let stream = event.stream_id();
+    if stream.starts_with('$') || event.event_type.starts_with('$') {
+        return None;
+    }
+    Some((
+        Position(event.position.commit),
+        filter.matches(stream, &event.event_type),
+    ))
+}
+
+/// The server-side part of `filter`; the exact filter (exclusions included) is applied
+/// again on the client.
 fn server_filter(filter: &EventFilter) -> SubscriptionFilter {
     if !filter.categories.is_empty() {
         filter

@@ -162,20 +162,27 @@ pub fn read_range(
         sql.push_str(" AND global_position <= ?");
         params.push(SqlValue::Integer(upto.0 as i64));
     }
-    push_in(&mut sql, &mut params, "category", &filter.categories);
-    push_in(&mut sql, &mut params, "event_type", &filter.event_types);
+    push_in(&mut sql, &mut params, "category IN", &filter.categories);
+    push_in(&mut sql, &mut params, "event_type IN", &filter.event_types);
+    push_in(
+        &mut sql,
+        &mut params,
+        "category NOT IN",
+        &filter.excluded_categories,
+    );
     sql.push_str(" ORDER BY global_position ASC LIMIT ?");
     params.push(SqlValue::Integer(max.min(i64::MAX as usize) as i64));
     query_events(conn, &sql, &params, max)
 }
 
-fn push_in(sql: &mut String, params: &mut Vec<SqlValue>, column: &str, values: &[String]) {
+/// Adds ` AND {test} (?, ...)` for `values`, e.g. `test` = `category NOT IN`.
+fn push_in(sql: &mut String, params: &mut Vec<SqlValue>, test: &str, values: &[String]) {
     if values.is_empty() {
         return;
     }
     sql.push_str(" AND ");
-    sql.push_str(column);
-    sql.push_str(" IN (");
+    sql.push_str(test);
+    sql.push_str(" (");
     for (i, value) in values.iter().enumerate() {
         if i > 0 {
             sql.push(',');

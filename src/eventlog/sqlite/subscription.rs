@@ -67,9 +67,10 @@ async fn run(
     }
 }
 
-/// Sends every matching event in `(cursor, upto]` and moves `cursor` to `upto`.
-/// `Ok(false)` when the subscriber went away. The next page is read while the current one is
-/// being handed over, so reading and delivering overlap.
+/// Sends every matching event in `(cursor, upto]` and moves `cursor` to `upto`; when the
+/// filter dropped the events at the end of the range, a [`SubscriptionMessage::Checkpoint`]
+/// at `upto` says so. `Ok(false)` when the subscriber went away. The next page is read while
+/// the current one is being handed over, so reading and delivering overlap.
 async fn deliver(
     log: &SqliteLog,
     cursor: &mut u64,
@@ -94,6 +95,7 @@ async fn deliver(
         })
     };
     let mut pending = (*cursor < upto).then(|| read_page(*cursor));
+    let mut delivered = *cursor;
     while let Some(page) = pending.take() {
         let events = page
             .await
@@ -107,6 +109,7 @@ async fn deliver(
             pending = Some(read_page(*cursor));
         }
         for event in events {
+            delivered = event.position.0;
             if sender
                 .send(Ok(SubscriptionMessage::Event(event)))
                 .await
@@ -115,6 +118,14 @@ async fn deliver(
                 return Ok(false);
             }
         }
+    }
+    if delivered < upto
+        && sender
+            .send(Ok(SubscriptionMessage::Checkpoint(Position(upto))))
+            .await
+            .is_err()
+    {
+        return Ok(false);
     }
     Ok(true)
 }

@@ -8,9 +8,7 @@
 //! continue. `_since` on those levels scans forward to the first event at or after the instant.
 
 use serde_json::{json, Map, Value};
-use sphere_domain::resource::{
-    is_resource_event, is_valid_id, RESOURCE_CREATED, RESOURCE_DELETED, RESOURCE_UPDATED,
-};
+use sphere_domain::resource::{is_resource_event, is_valid_id, RESOURCE_EVENTS};
 use warp::http::StatusCode;
 
 use super::super::access::{AccessContext, Interaction};
@@ -194,11 +192,8 @@ async fn log_level(
         categories: resource_type
             .map(|t| vec![t.to_owned()])
             .unwrap_or_default(),
-        event_types: vec![
-            RESOURCE_CREATED.into(),
-            RESOURCE_UPDATED.into(),
-            RESOURCE_DELETED.into(),
-        ],
+        event_types: RESOURCE_EVENTS.map(String::from).to_vec(),
+        ..EventFilter::default()
     };
     let mut after = match request.param("_page") {
         Some(p) => Some(Position(p.parse().map_err(|_| {

@@ -584,6 +584,8 @@ async fn serve_subscription(
                 return;
             }
             Some(Ok(SubscriptionMessage::CaughtUp)) => replies.push(convert::caught_up(last)),
+            // The backing subscription is unfiltered: it has nothing to skip.
+            Some(Ok(SubscriptionMessage::Checkpoint(_))) => {}
             Some(Ok(SubscriptionMessage::Event(event))) => {
                 considered += 1;
                 last = Some(event.position);
