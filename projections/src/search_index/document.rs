@@ -78,8 +78,19 @@ pub fn add_parameters(
 ) {
     for def in search_parameters(resource_type) {
         if def.path.is_none() {
-            if resource_type == "Patient" && def.code == "deceased" {
-                add_deceased(doc, fields, resource);
+            match def.code.as_str() {
+                "deceased" if resource_type == "Patient" => add_deceased(doc, fields, resource),
+                "_text" => {
+                    if let Some(div) = resource.pointer("/text/div").and_then(Value::as_str) {
+                        add_words(doc, fields, "_text", std::iter::once(div));
+                    }
+                }
+                "_content" => {
+                    let mut strings = Vec::new();
+                    string_values(resource, &mut strings);
+                    add_words(doc, fields, "_content", strings.into_iter());
+                }
+                _ => {}
             }
             continue;
         }
@@ -94,6 +105,47 @@ pub fn add_parameters(
         if any {
             doc.add_text(fields.has, &def.code);
         }
+    }
+}
+
+/// Most distinct words indexed per resource for `_text`/`_content` (a bound on what one
+/// large document can add to the index).
+const MAX_WORDS: usize = 4096;
+
+/// `_text` and `_content`: each distinct word of `texts` as a `strings` term of `code`, so a
+/// search word matches as a prefix like any string search.
+fn add_words<'a>(
+    doc: &mut TantivyDocument,
+    fields: &Fields,
+    code: &str,
+    texts: impl Iterator<Item = &'a str>,
+) {
+    let mut words = Vec::new();
+    for text in texts {
+        search_value::words(text, &mut words);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(words.len());
+    for word in words {
+        if seen.len() >= MAX_WORDS {
+            break;
+        }
+        seen.insert(word);
+    }
+    for word in &seen {
+        doc.add_text(fields.strings, term(code, word));
+    }
+    if !seen.is_empty() {
+        doc.add_text(fields.has, code);
+    }
+}
+
+/// Every string value in `value` (not the keys): what `_content` searches.
+pub(super) fn string_values<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| string_values(v, out)),
+        Value::Object(map) => map.values().for_each(|v| string_values(v, out)),
+        _ => {}
     }
 }
 

@@ -501,6 +501,27 @@ impl Snapshot {
             return self.has_query(code);
         }
         let f = &self.fields;
+        if matches!(code, "_text" | "_content") {
+            // Every word of a value, each as a prefix; values OR-ed.
+            return union(
+                values
+                    .iter()
+                    .filter_map(|v| match v {
+                        SearchValue::String { raw, .. } => {
+                            let mut words = Vec::new();
+                            search_value::words(raw, &mut words);
+                            Some(Box::new(BooleanQuery::new(
+                                words
+                                    .iter()
+                                    .map(|w| (Occur::Must, prefix_query(f.strings, &term(code, w))))
+                                    .collect(),
+                            )) as Box<dyn Query>)
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        }
         match (def.param_type, modifier) {
             (SearchParamType::String, Modifier::Exact) => term_set(
                 values

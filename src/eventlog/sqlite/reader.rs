@@ -169,6 +169,26 @@ pub fn read_range(
     query_events(conn, &sql, &params, max)
 }
 
+/// Up to `max` events before `before` (exclusive; `None`: the newest), newest first.
+pub fn read_range_backwards(
+    conn: &Connection,
+    before: Option<Position>,
+    filter: &EventFilter,
+    max: usize,
+) -> Result<Vec<RecordedEvent>, EventLogError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE global_position < ?");
+    let mut params = vec![SqlValue::Integer(
+        before
+            .map(|p| p.0.min(i64::MAX as u64) as i64)
+            .unwrap_or(i64::MAX),
+    )];
+    push_in(&mut sql, &mut params, "category", &filter.categories);
+    push_in(&mut sql, &mut params, "event_type", &filter.event_types);
+    sql.push_str(" ORDER BY global_position DESC LIMIT ?");
+    params.push(SqlValue::Integer(max.min(i64::MAX as usize) as i64));
+    query_events(conn, &sql, &params, max)
+}
+
 fn push_in(sql: &mut String, params: &mut Vec<SqlValue>, column: &str, values: &[String]) {
     if values.is_empty() {
         return;
