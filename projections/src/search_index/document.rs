@@ -6,7 +6,8 @@
 //! - `terms`: tokens as `code|` + `system|code`, bare `code`, and `system|`; references as
 //!   `Type/id` and bare `id`, foreign ones as their URL, identifiers as `#i` + `system|value`;
 //!   URIs as given. Token codes and identifier values are case-folded (`_id` is not).
-//! - `strings`: each string part folded (case, accents, spaces), for prefix and contains search.
+//! - `strings`: each string part folded (case, accents, spaces), for prefix and contains search;
+//!   for `_text`, each word of the narrative.
 //! - `exact`: each string part as written, for `:exact`.
 //! - `texts`: token display/text folded, for `:text`.
 //! - `has`: the codes of parameters with at least one value (`:missing`, and the cheap first
@@ -85,11 +86,6 @@ pub fn add_parameters(
                         add_words(doc, fields, "_text", std::iter::once(div));
                     }
                 }
-                "_content" => {
-                    let mut strings = Vec::new();
-                    string_values(resource, &mut strings);
-                    add_words(doc, fields, "_content", strings.into_iter());
-                }
                 _ => {}
             }
             continue;
@@ -108,12 +104,14 @@ pub fn add_parameters(
     }
 }
 
-/// Most distinct words indexed per resource for `_text`/`_content` (a bound on what one
-/// large document can add to the index).
+/// Most distinct words indexed per resource for `_text` (a bound on what one large narrative
+/// can add to the index).
 const MAX_WORDS: usize = 4096;
 
-/// `_text` and `_content`: each distinct word of `texts` as a `strings` term of `code`, so a
-/// search word matches as a prefix like any string search.
+/// `_text`: each distinct word of `texts` as a `strings` term of `code`, so a search word
+/// matches as a prefix like any string search. (`_content` is not indexed: every string of
+/// every resource would cost the index more than the rare search saves; it is decided on the
+/// stored JSON of the candidates the other clauses leave.)
 fn add_words<'a>(
     doc: &mut TantivyDocument,
     fields: &Fields,
@@ -136,16 +134,6 @@ fn add_words<'a>(
     }
     if !seen.is_empty() {
         doc.add_text(fields.has, code);
-    }
-}
-
-/// Every string value in `value` (not the keys): what `_content` searches.
-pub(super) fn string_values<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-    match value {
-        Value::String(s) => out.push(s),
-        Value::Array(items) => items.iter().for_each(|v| string_values(v, out)),
-        Value::Object(map) => map.values().for_each(|v| string_values(v, out)),
-        _ => {}
     }
 }
 

@@ -19,6 +19,7 @@ pub fn needs_json(def: &SearchParamDef, modifier: &Modifier) -> bool {
             | SearchParamType::Quantity
             | SearchParamType::Composite
     ) || (def.param_type == SearchParamType::String && *modifier == Modifier::Contains)
+        || def.code == "_content"
 }
 
 /// Does `resource` match any of `values` for parameter `def`?
@@ -218,7 +219,7 @@ fn words_match(code: &str, values: &[SearchValue], resource: &Value) -> bool {
     if code == "_text" {
         texts.extend(resource.pointer("/text/div").and_then(Value::as_str));
     } else {
-        super::document::string_values(resource, &mut texts);
+        string_values(resource, &mut texts);
     }
     let mut have = Vec::new();
     for t in texts {
@@ -234,6 +235,16 @@ fn words_match(code: &str, values: &[SearchValue], resource: &Value) -> bool {
             .iter()
             .all(|w| have.iter().any(|h| h.starts_with(w.as_str())))
     })
+}
+
+/// Every string value in `value` (not the keys): what `_content` searches.
+fn string_values<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| string_values(v, out)),
+        Value::Object(map) => map.values().for_each(|v| string_values(v, out)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

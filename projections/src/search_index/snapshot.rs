@@ -497,12 +497,16 @@ impl Snapshot {
                 self.has_query(code)
             };
         }
+        if code == "_content" {
+            // Not indexed: every candidate is compared on its JSON.
+            return Box::new(AllQuery);
+        }
         if evaluate::needs_json(def, modifier) {
             return self.has_query(code);
         }
         let f = &self.fields;
-        if matches!(code, "_text" | "_content") {
-            // Every word of a value, each as a prefix; values OR-ed.
+        if code == "_text" {
+            // Every word of a value, each as a prefix of a narrative word; values OR-ed.
             return union(
                 values
                     .iter()

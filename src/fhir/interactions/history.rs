@@ -59,7 +59,19 @@ pub async fn history(
     };
     let mut entries = Vec::with_capacity(versions.len());
     for v in &versions {
-        if !ctx.is_operator() && !v.deleted {
+        // The type first (system history spans types), then the content when the grant
+        // depends on it (patient compartment, granular scopes).
+        if ctx
+            .check(Interaction::Read, Some(&v.resource_type), None)
+            .is_err()
+        {
+            continue;
+        }
+        if ctx.checks_each_resource(Interaction::Read, &v.resource_type) {
+            if v.deleted {
+                // No content to prove whose it was: not shown to a content-scoped grant.
+                continue;
+            }
             let resource: Value = serde_json::from_slice(&v.body)
                 .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
             if ctx
