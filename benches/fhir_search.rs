@@ -3,8 +3,9 @@
 //! `sphere rebuild search` (resources/s), then measures `Observation?patient=X&category=laboratory`
 //! requests/s at 64 concurrent connections and the search-after-write visibility median.
 //!
-//! Run: `cargo bench --bench fhir_search`. The load generator shares the machine's cores with
-//! the server, so requests/s is a lower bound.
+//! Run: `cargo bench --bench fhir_search` (`FHIR_BENCH_AUDIT=off` without the access history).
+//! The load generator shares the machine's cores with the server, so requests/s is a lower
+//! bound.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -195,7 +196,21 @@ async fn run() {
         resources as f64 / secs
     );
 
-    let server = Server::start_in(temp.path(), &[], &[]);
+    // The per-app rate limit (1,000/s by default) would measure the limiter, not the search.
+    // `FHIR_BENCH_AUDIT=off` measures without the access history (default on, as deployed).
+    let audit = std::env::var("FHIR_BENCH_AUDIT").as_deref() != Ok("off");
+    let config_file = temp.path().join("bench.toml");
+    std::fs::write(
+        &config_file,
+        format!("[smart]\nrate_limit_per_second = 1000000\nrate_limit_burst = 1000000\n[audit]\nenabled = {audit}\n"),
+    )
+    .expect("write bench config");
+    println!("access history {}", if audit { "on" } else { "off" });
+    let server = Server::start_in(
+        temp.path(),
+        &["--config", config_file.to_str().expect("utf-8 temp path")],
+        &[],
+    );
     let client = authorized_client(&server).await;
     let ids: Arc<Vec<String>> = Arc::new(
         (0..patients)

@@ -3,6 +3,7 @@
 mod fhir_common;
 mod support;
 
+use base64::Engine;
 use fhir_common::authorized_client;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -191,7 +192,13 @@ async fn update_versions_a_resource_and_vread_and_history_page_through_them() {
         .json()
         .await
         .unwrap();
-    assert_eq!(type_history["entry"].as_array().unwrap().len(), 5);
+    let type_versions: Vec<&str> = type_history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(type_versions, ["5", "4", "3", "2", "1"], "newest first");
     let since = v1["meta"]["lastUpdated"].as_str().unwrap();
     let system: Value = client
         .get(server.url(&format!(
@@ -216,7 +223,9 @@ async fn update_versions_a_resource_and_vread_and_history_page_through_them() {
 async fn concurrent_updates_with_the_same_if_match_never_both_win() {
     let server = Server::start();
     let client = authorized_client(&server).await;
-    let (id, resource) = create(&client, &server, &patient("Turing")).await;
+    let (id, mut resource) = create(&client, &server, &patient("Turing")).await;
+    // A real change (an unchanged PUT writes nothing and wins nothing).
+    resource["gender"] = json!("male");
     let mut tasks = Vec::new();
     for _ in 0..12 {
         let client = client.clone();
@@ -750,4 +759,170 @@ async fn validate_operation_reports_issues_without_writing() {
             .all(|i| i["severity"] != "error"),
         "{ok}"
     );
+}
+
+const JSON_PATCH: &str = "application/json-patch+json";
+
+async fn patch(
+    client: &Client,
+    server: &Server,
+    path: &str,
+    body: &Value,
+    if_match: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client
+        .patch(server.url(path))
+        .header("content-type", JSON_PATCH)
+        .body(body.to_string());
+    if let Some(tag) = if_match {
+        request = request.header("if-match", tag);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn patch_applies_a_json_patch_as_a_new_version_or_changes_nothing() {
+    let server = Server::start();
+    let client = authorized_client(&server).await;
+    let (id, _) = create(&client, &server, &patient("Noether")).await;
+    let path = format!("/fhir/r4/Patient/{id}");
+
+    let r = patch(
+        &client,
+        &server,
+        &path,
+        &json!([
+            {"op": "test", "path": "/gender", "value": "female"},
+            {"op": "replace", "path": "/birthDate", "value": "1882-03-23"},
+            {"op": "add", "path": "/name/0/given/-", "value": "Emmy"},
+            {"op": "remove", "path": "/identifier"}
+        ]),
+        Some("W/\"1\""),
+    )
+    .await;
+    let status = r.status();
+    let etag = r.headers().get("etag").cloned();
+    let patched: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(etag.unwrap(), "W/\"2\"");
+    assert_eq!(patched["birthDate"], "1882-03-23");
+    assert_eq!(patched["name"][0]["given"], json!(["Ada", "Emmy"]));
+    assert!(patched.get("identifier").is_none());
+    let read: Value = client
+        .get(server.url(&path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, patched, "a read returns what the patch stored");
+
+    // A stale If-Match, a failing test, an invalid result, a change of id: refused, nothing written.
+    for (body, if_match, status) in [
+        (
+            json!([{"op": "replace", "path": "/gender", "value": "male"}]),
+            Some("W/\"1\""),
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            json!([{"op": "test", "path": "/gender", "value": "male"}]),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!([{"op": "replace", "path": "/gender", "value": "not-a-gender"}]),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!([{"op": "replace", "path": "/id", "value": "other"}]),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!([{"op": "remove", "path": "/nothing-here"}]),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"op": "remove"}), None, StatusCode::BAD_REQUEST),
+        (
+            json!([{"op": "jump", "path": "/gender"}]),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = patch(&client, &server, &path, &body, if_match).await;
+        assert_outcome(r, status).await;
+    }
+    let r = client
+        .patch(server.url(&path))
+        .header("content-type", FHIR_JSON)
+        .body(json!({"resourceType": "Parameters"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_outcome(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let r = patch(
+        &client,
+        &server,
+        "/fhir/r4/Patient/missing",
+        &json!([]),
+        None,
+    )
+    .await;
+    assert_outcome(r, StatusCode::NOT_FOUND).await;
+
+    // A patch that changes nothing writes no version.
+    let r = patch(
+        &client,
+        &server,
+        &path,
+        &json!([{"op": "replace", "path": "/gender", "value": "female"}]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["etag"], "W/\"2\"");
+
+    // In a transaction, a Binary carrying the patch; it commits with the other entries.
+    let data = base64::engine::general_purpose::STANDARD
+        .encode(json!([{"op": "replace", "path": "/gender", "value": "other"}]).to_string());
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Binary", "contentType": JSON_PATCH, "data": data},
+         "request": {"method": "PATCH", "url": format!("Patient/{id}")}},
+        {"fullUrl": "urn:uuid:0d8f2a6e-4c4b-4b7e-9c1e-3f5a2b1c9d00", "resource": observation(&format!("Patient/{id}")),
+         "request": {"method": "POST", "url": "Observation"}}
+    ]});
+    let r = client
+        .post(server.url("/fhir/r4"))
+        .header("content-type", FHIR_JSON)
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["entry"][0]["response"]["status"], "200 OK");
+    let read: Value = client
+        .get(server.url(&path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["gender"], "other");
+    assert_eq!(read["meta"]["versionId"], "3");
+
+    let history: Value = client
+        .get(server.url(&format!("{path}/_history")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["entry"].as_array().unwrap().len(), 3);
 }

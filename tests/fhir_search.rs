@@ -430,3 +430,182 @@ async fn a_search_after_a_write_sees_the_write() {
         assert_eq!(matches(&b).len(), 1, "{b}");
     }
 }
+
+/// Follows `next` links from `path`, returning every match's `Type/id` in page order.
+async fn all_pages(client: &Client, server: &Server, path: &str) -> Vec<String> {
+    let (status, mut page) = get(client, server, path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {page}");
+    let mut out = ids(&page);
+    while let Some(next) = page["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_owned)
+    {
+        page = client
+            .get(&next)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(ids(&page));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_search_spans_the_named_types_in_one_paged_list() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = load(temp.path(), 2).await;
+    let server = Server::start_in(temp.path(), &[], &[]);
+    let client = authorized_client(&server).await;
+    let pid = synthetic::patient_id(&config, 0);
+
+    let mut expected = all_pages(&client, &server, "/fhir/r4/Patient?_count=1000").await;
+    expected.extend(all_pages(&client, &server, "/fhir/r4/Condition?_count=1000").await);
+    expected.sort();
+    let mut got = all_pages(
+        &client,
+        &server,
+        "/fhir/r4?_type=Patient,Condition&_count=4",
+    )
+    .await;
+    let pages = got.len();
+    got.sort();
+    assert_eq!(got, expected, "every Patient and Condition exactly once");
+    assert!(pages > 4, "more than one page was followed");
+
+    // A search parameter common to both, and the POST form.
+    let mut by_patient = all_pages(
+        &client,
+        &server,
+        &format!("/fhir/r4?_type=Condition,Encounter&patient={pid}&_count=3"),
+    )
+    .await;
+    by_patient.sort();
+    let mut each = all_pages(
+        &client,
+        &server,
+        &format!("/fhir/r4/Condition?patient={pid}"),
+    )
+    .await;
+    each.extend(
+        all_pages(
+            &client,
+            &server,
+            &format!("/fhir/r4/Encounter?patient={pid}"),
+        )
+        .await,
+    );
+    each.sort();
+    assert!(!each.is_empty());
+    assert_eq!(by_patient, each);
+    let posted: Value = client
+        .post(server.url("/fhir/r4/_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("_type=Patient&_id={pid}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&posted), vec![format!("Patient/{pid}")]);
+
+    // Without _type, only parameters every resource has.
+    let (status, bundle) = get(&client, &server, &format!("/fhir/r4?_id={pid}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&bundle), vec![format!("Patient/{pid}")]);
+    for bad in [
+        "/fhir/r4?patient=x",
+        "/fhir/r4?_type=Unicorn",
+        "/fhir/r4?_type=Patient&birthdate=notadate",
+    ] {
+        let (status, body) = get(&client, &server, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(body["resourceType"], "OperationOutcome", "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_modifiers_expand_value_sets_and_text_searches_find_words() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = load(temp.path(), 1).await;
+    let server = Server::start_in(temp.path(), &[], &[]);
+    let client = authorized_client(&server).await;
+    let pid = synthetic::patient_id(&config, 0);
+    let vs = "http://hl7.org/fhir/ValueSet/observation-status";
+
+    let all = all_pages(
+        &client,
+        &server,
+        &format!("/fhir/r4/Observation?patient={pid}"),
+    )
+    .await;
+    assert!(!all.is_empty());
+    let within = all_pages(
+        &client,
+        &server,
+        &format!("/fhir/r4/Observation?patient={pid}&status:in={vs}"),
+    )
+    .await;
+    assert_eq!(within, all);
+    let outside = all_pages(
+        &client,
+        &server,
+        &format!("/fhir/r4/Observation?patient={pid}&status:not-in={vs}"),
+    )
+    .await;
+    assert!(outside.is_empty());
+    let (status, body) = get(
+        &client,
+        &server,
+        "/fhir/r4/Observation?status:in=http://example.org/ValueSet/unknown",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("not known"));
+
+    // A narrative and a string only this resource has.
+    let mut patient = json!({"resourceType": "Patient", "id": "narrated",
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Zymurgist of <b>Ostrava</b></p></div>"},
+        "name": [{"family": "Quillfeather", "given": ["Ada"]}], "gender": "female"});
+    let r = client
+        .put(server.url("/fhir/r4/Patient/narrated"))
+        .header("content-type", "application/fhir+json")
+        .json(&patient)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let narrated = vec!["Patient/narrated".to_owned()];
+    for (query, expected) in [
+        ("_text=zymurg", narrated.clone()),
+        ("_text=ostrava zymurgist", narrated.clone()),
+        ("_text=quillfeather", vec![]),
+        ("_content=quillfeath", narrated.clone()),
+        ("_content=OSTRAVA", narrated.clone()),
+        ("_content=nowhere-to-be-found", vec![]),
+        ("_text=nothing,zymurgist", narrated.clone()),
+    ] {
+        let found = all_pages(&client, &server, &format!("/fhir/r4/Patient?{query}")).await;
+        assert_eq!(found, expected, "{query}");
+    }
+    patient["text"]["div"] = json!("<div xmlns=\"http://www.w3.org/1999/xhtml\">Changed</div>");
+    client
+        .put(server.url("/fhir/r4/Patient/narrated"))
+        .header("content-type", "application/fhir+json")
+        .json(&patient)
+        .send()
+        .await
+        .unwrap();
+    let found = all_pages(&client, &server, "/fhir/r4/Patient?_text=zymurg").await;
+    assert!(found.is_empty(), "a new version replaces the old words");
+}

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod envelope;
 pub mod fhir;
 pub mod fhir_rest;
+pub mod json_patch;
 pub mod resource;
 pub mod smart;
 pub mod synthetic;

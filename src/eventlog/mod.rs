@@ -197,6 +197,15 @@ pub trait EventLog: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<RecordedEvent>, EventLogError>;
 
+    /// Reads up to `max` events of `$all` strictly before `before` (`None`: from the newest),
+    /// backwards (newest first), keeping those that match `filter`.
+    async fn read_all_backwards(
+        &self,
+        before: Option<Position>,
+        filter: &EventFilter,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, EventLogError>;
+
     /// Reads up to `max` events of every stream in `category`, in `$all` order, strictly
     /// after `after`.
     async fn read_category(

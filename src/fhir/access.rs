@@ -67,6 +67,13 @@ pub trait AccessPolicy: Send + Sync + 'static {
         resource_type: Option<&str>,
         resource: Option<&Value>,
     ) -> Result<(), Denied>;
+
+    /// Whether, once `interaction` on `resource_type` is allowed at all, each resource must
+    /// still be checked (patient compartments, granular scopes). `false` lets a handler skip
+    /// parsing resources it serves as stored. Defaults to the safe answer.
+    fn checks_each_resource(&self, _interaction: Interaction, _resource_type: &str) -> bool {
+        true
+    }
 }
 
 /// Who is making a request and what they were granted. Cheap to clone.
@@ -149,6 +156,15 @@ impl AccessContext {
 
     pub fn is_operator(&self) -> bool {
         self.policy.is_none()
+    }
+
+    /// Whether each resource of `resource_type` must be checked with its content (see
+    /// [`AccessPolicy::checks_each_resource`]); never for the operator.
+    pub fn checks_each_resource(&self, interaction: Interaction, resource_type: &str) -> bool {
+        match &self.policy {
+            None => false,
+            Some(policy) => policy.checks_each_resource(interaction, resource_type),
+        }
     }
 
     /// May this context perform `interaction` on `resource_type` (and this `resource`, when

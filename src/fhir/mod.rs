@@ -140,7 +140,7 @@ where
     let result = async {
         let ctx = ctx?;
         let payload = if route.takes_body() {
-            request::check_content_type(headers)?;
+            request::check_content_type(headers, &route)?;
             Payload::Bytes(read_body(body, app.config.http.max_body_bytes, headers).await?)
         } else {
             Payload::None

@@ -219,14 +219,24 @@ pub fn prefer(headers: &HeaderMap) -> Option<Return> {
     })
 }
 
-/// Refuses a request body that is not FHIR JSON (415). A missing Content-Type is read as JSON:
-/// plenty of clients forget it, and the body is parsed strictly anyway.
-pub fn check_content_type(headers: &HeaderMap) -> Result<(), FhirError> {
+/// Refuses a request body that is not FHIR JSON (415), or for PATCH not a JSON Patch. A missing
+/// Content-Type is read as the expected one: plenty of clients forget it, and the body is
+/// parsed strictly anyway.
+pub fn check_content_type(headers: &HeaderMap, route: &Route) -> Result<(), FhirError> {
     let Some(value) = headers.get("content-type") else {
         return Ok(());
     };
     let text = value.to_str().unwrap_or("").to_ascii_lowercase();
     let mime = text.split(';').next().unwrap_or("").trim();
+    if let Route::Patch(..) = route {
+        return if mime == "application/json-patch+json" {
+            Ok(())
+        } else {
+            Err(FhirError::UnsupportedMediaType(format!(
+                "Content-Type {mime:?} is not supported for PATCH; send a JSON Patch as application/json-patch+json"
+            )))
+        };
+    }
     if matches!(
         mime,
         "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json"

@@ -117,6 +117,24 @@ impl AccessPolicy for SmartPolicy {
         }
         Ok(())
     }
+
+    fn checks_each_resource(&self, interaction: Interaction, resource_type: &str) -> bool {
+        let Some(wanted) = scope_interaction(interaction) else {
+            return false;
+        };
+        match self.scopes.decide(resource_type, wanted) {
+            // Denied as a whole: the type-level check refuses before any resource is read.
+            Decision::Deny => false,
+            Decision::Allow {
+                patient_only,
+                filters,
+            } => {
+                filters.is_some()
+                    || (patient_only
+                        && sphere_domain::fhir::compartment::in_patient_compartment(resource_type))
+            }
+        }
+    }
 }
 
 /// The policy of a request without any credentials: it may read the CapabilityStatement (and

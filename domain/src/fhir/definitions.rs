@@ -195,6 +195,13 @@ impl ValueSetCodes {
         self.pairs.len()
     }
 
+    /// Every `(system, code)` of the set, sorted (for a stable expansion).
+    pub fn pairs(&self) -> Vec<(&'static str, &'static str)> {
+        let mut all: Vec<_> = self.pairs.iter().copied().collect();
+        all.sort_unstable();
+        all
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }

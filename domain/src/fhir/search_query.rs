@@ -7,6 +7,7 @@
 //! from the generated search-parameter table ([`super::search_parameters`]), never from a hand
 //! list. Execution lives in the search index.
 
+use super::definitions::definitions;
 use super::search_parameters::{search_parameter, search_parameters, SearchParamDef};
 use super::search_parameters::{SearchParamComponent, SearchParamType};
 use super::search_value::{self, DateRange, NumberRange, RefTarget};
@@ -475,10 +476,32 @@ fn parse_clause(
             "unknown search parameter {code:?} for {resource_type}"
         )));
     };
+    if matches!(code, "_text" | "_content") && modifier.is_none() {
+        // Words, matched by the index (no FHIRPath: the narrative, every string).
+        let values: Vec<SearchValue> = split_unescaped(value, ',')
+            .iter()
+            .map(|item| unescape(item))
+            .filter(|raw| !raw.trim().is_empty())
+            .map(|raw| SearchValue::String {
+                folded: search_value::normalize(&raw),
+                raw,
+            })
+            .collect();
+        return Ok((!values.is_empty()).then_some(Clause::Param {
+            def,
+            modifier: Modifier::None,
+            values,
+        }));
+    }
     if def.path.is_none() {
         return Err(ClauseError::Unknown(format!(
             "search parameter {code:?} is not supported"
         )));
+    }
+    if def.param_type == SearchParamType::Token {
+        if let Some(m @ ("in" | "not-in")) = modifier {
+            return in_value_set(def, m == "not-in", value).map(Some);
+        }
     }
     let modifier = parse_modifier(def, modifier)?;
     if let Modifier::Missing(_) = modifier {
@@ -515,6 +538,57 @@ fn parse_clause(
     }))
 }
 
+/// `code:in=ValueSet-url` (`:not-in`): the codes of the value set(s) as an OR of tokens (their
+/// negation). Only value sets this server can enumerate (the FHIR R4 value sets it validates
+/// required bindings against) are known; any other is a 400, never an empty match.
+fn in_value_set(
+    def: &'static SearchParamDef,
+    negate: bool,
+    value: &str,
+) -> Result<Clause, ClauseError> {
+    let mut values = Vec::new();
+    for url in split_unescaped(value, ',') {
+        let url = unescape(&url);
+        let Some(set) = definitions().value_set(&url) else {
+            let shown: String = url.chars().take(200).collect();
+            return Err(ClauseError::Bad(QueryError(format!(
+                "{}:{}: value set {shown:?} is not known to this server",
+                def.code,
+                if negate { "not-in" } else { "in" }
+            ))));
+        };
+        for (system, code) in set.pairs() {
+            values.push(SearchValue::Token {
+                system: Some(system.to_owned()),
+                code: Some(code.to_owned()),
+            });
+            // A `code`-typed element (Observation.status) carries no system: `|code`.
+            let bare = SearchValue::Token {
+                system: Some(String::new()),
+                code: Some(code.to_owned()),
+            };
+            if !values.contains(&bare) {
+                values.push(bare);
+            }
+        }
+    }
+    if values.is_empty() {
+        return Err(ClauseError::Bad(QueryError(format!(
+            "{}:in needs a value set URL",
+            def.code
+        ))));
+    }
+    Ok(Clause::Param {
+        def,
+        modifier: if negate {
+            Modifier::Not
+        } else {
+            Modifier::None
+        },
+        values,
+    })
+}
+
 fn split_modifier(name: &str) -> (&str, Option<&str>) {
     match name.split_once(':') {
         Some((c, m)) => (c, Some(m)),
@@ -543,9 +617,9 @@ fn parse_modifier(def: &SearchParamDef, modifier: Option<&str>) -> Result<Modifi
         ("above", T::Uri) => Modifier::Above,
         ("below", T::Uri) => Modifier::Below,
         ("identifier", T::Reference) => Modifier::Identifier,
-        ("in" | "not-in" | "above" | "below", T::Token) => {
+        ("above" | "below", T::Token) => {
             return Err(ClauseError::Unknown(format!(
-                "modifier :{m} (terminology) is not supported"
+                "modifier :{m} (subsumption) is not supported"
             )))
         }
         (t, T::Reference) if def.targets.iter().any(|x| x == t) => Modifier::Type(t.to_owned()),

@@ -12,6 +12,30 @@ use super::search_path::Found;
 
 /// Folds a string for FHIR string search: lower case, accents removed, runs of whitespace
 /// collapsed to one space, trimmed. `Müller  ` and `muller` fold to the same text.
+/// The words of `text` for `_text`/`_content`: folded like strings (case, accents), split at
+/// anything that is not a letter or digit, in order (repeats kept). Markup
+/// (an XHTML narrative) is skipped: text between `<` and `>` is not words.
+pub fn words(text: &str, into: &mut Vec<String>) {
+    let mut visible = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                visible.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            _ => visible.push(c),
+        }
+    }
+    for word in normalize(&visible).split(|c: char| !c.is_alphanumeric()) {
+        if !word.is_empty() {
+            into.push(word.to_owned());
+        }
+    }
+}
+
 pub fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = false;

@@ -6,7 +6,8 @@
 //! - `terms`: tokens as `code|` + `system|code`, bare `code`, and `system|`; references as
 //!   `Type/id` and bare `id`, foreign ones as their URL, identifiers as `#i` + `system|value`;
 //!   URIs as given. Token codes and identifier values are case-folded (`_id` is not).
-//! - `strings`: each string part folded (case, accents, spaces), for prefix and contains search.
+//! - `strings`: each string part folded (case, accents, spaces), for prefix and contains search;
+//!   for `_text`, each word of the narrative.
 //! - `exact`: each string part as written, for `:exact`.
 //! - `texts`: token display/text folded, for `:text`.
 //! - `has`: the codes of parameters with at least one value (`:missing`, and the cheap first
@@ -78,8 +79,14 @@ pub fn add_parameters(
 ) {
     for def in search_parameters(resource_type) {
         if def.path.is_none() {
-            if resource_type == "Patient" && def.code == "deceased" {
-                add_deceased(doc, fields, resource);
+            match def.code.as_str() {
+                "deceased" if resource_type == "Patient" => add_deceased(doc, fields, resource),
+                "_text" => {
+                    if let Some(div) = resource.pointer("/text/div").and_then(Value::as_str) {
+                        add_words(doc, fields, "_text", std::iter::once(div));
+                    }
+                }
+                _ => {}
             }
             continue;
         }
@@ -94,6 +101,39 @@ pub fn add_parameters(
         if any {
             doc.add_text(fields.has, &def.code);
         }
+    }
+}
+
+/// Most distinct words indexed per resource for `_text` (a bound on what one large narrative
+/// can add to the index).
+const MAX_WORDS: usize = 4096;
+
+/// `_text`: each distinct word of `texts` as a `strings` term of `code`, so a search word
+/// matches as a prefix like any string search. (`_content` is not indexed: every string of
+/// every resource would cost the index more than the rare search saves; it is decided on the
+/// stored JSON of the candidates the other clauses leave.)
+fn add_words<'a>(
+    doc: &mut TantivyDocument,
+    fields: &Fields,
+    code: &str,
+    texts: impl Iterator<Item = &'a str>,
+) {
+    let mut words = Vec::new();
+    for text in texts {
+        search_value::words(text, &mut words);
+    }
+    let mut seen = std::collections::HashSet::with_capacity(words.len());
+    for word in words {
+        if seen.len() >= MAX_WORDS {
+            break;
+        }
+        seen.insert(word);
+    }
+    for word in &seen {
+        doc.add_text(fields.strings, term(code, word));
+    }
+    if !seen.is_empty() {
+        doc.add_text(fields.has, code);
     }
 }
 

@@ -19,6 +19,7 @@ pub fn needs_json(def: &SearchParamDef, modifier: &Modifier) -> bool {
             | SearchParamType::Quantity
             | SearchParamType::Composite
     ) || (def.param_type == SearchParamType::String && *modifier == Modifier::Contains)
+        || def.code == "_content"
 }
 
 /// Does `resource` match any of `values` for parameter `def`?
@@ -29,6 +30,9 @@ pub fn matches(
     resource: &Value,
     base: &str,
 ) -> bool {
+    if matches!(def.code.as_str(), "_text" | "_content") {
+        return words_match(def.code.as_str(), values, resource);
+    }
     let found = def.extract(resource).unwrap_or_default();
     values.iter().any(|v| {
         if def.param_type == SearchParamType::Composite {
@@ -205,6 +209,41 @@ fn number_matches(prefix: Prefix, p: &NumberRange, value: f64) -> bool {
         Prefix::Ge => value >= p.value,
         Prefix::Le => value <= p.value,
         Prefix::Ap => (value - p.value).abs() <= (p.value.abs() * 0.1).max(p.high - p.low),
+    }
+}
+
+/// `_text` / `_content` on the JSON, as the index answers them: every word of a value is a
+/// prefix of some word of the narrative (`_text`) or of any string (`_content`).
+fn words_match(code: &str, values: &[SearchValue], resource: &Value) -> bool {
+    let mut texts = Vec::new();
+    if code == "_text" {
+        texts.extend(resource.pointer("/text/div").and_then(Value::as_str));
+    } else {
+        string_values(resource, &mut texts);
+    }
+    let mut have = Vec::new();
+    for t in texts {
+        search_value::words(t, &mut have);
+    }
+    values.iter().any(|v| {
+        let SearchValue::String { raw, .. } = v else {
+            return false;
+        };
+        let mut wanted = Vec::new();
+        search_value::words(raw, &mut wanted);
+        wanted
+            .iter()
+            .all(|w| have.iter().any(|h| h.starts_with(w.as_str())))
+    })
+}
+
+/// Every string value in `value` (not the keys): what `_content` searches.
+fn string_values<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| string_values(v, out)),
+        Value::Object(map) => map.values().for_each(|v| string_values(v, out)),
+        _ => {}
     }
 }
 

@@ -30,6 +30,12 @@ pub use tantivy::DocAddress;
 
 /// Memory tantivy may buffer before it writes a segment (more: fewer, larger segments while
 /// rebuilding).
+/// The index format this version writes; bump it when the terms indexed for a parameter or
+/// the index settings change, so older indexes are rebuilt (2: `_text`/`_content` words, no
+/// zstd in fast-field dictionaries).
+const FORMAT: u32 = 2;
+const FORMAT_FILE: &str = "sphere-index-format";
+
 const WRITER_MEMORY: usize = 192 * 1024 * 1024;
 /// Doc-store blocks each searcher keeps decompressed: result pages read neighbouring docs.
 const DOC_STORE_CACHE_BLOCKS: usize = 256;
@@ -65,7 +71,17 @@ impl SearchIndexProjection {
     pub fn open(dir: &Path, base_url: &str) -> Result<Self, ProjectionError> {
         std::fs::create_dir_all(dir).map_err(storage)?;
         let (schema, fresh_fields) = schema::build();
+        // What this version writes beyond the schema (the terms of each parameter, the index
+        // settings): an index written by another format is dropped and rebuilt from the log.
+        let format_file = dir.join(FORMAT_FILE);
+        let same_format =
+            std::fs::read_to_string(&format_file).is_ok_and(|f| f.trim() == FORMAT.to_string());
         let existing = dir.join("meta.json").exists();
+        if existing && !same_format {
+            std::fs::remove_dir_all(dir).map_err(storage)?;
+            std::fs::create_dir_all(dir).map_err(storage)?;
+        }
+        let existing = existing && same_format;
         let mut index = None;
         if existing {
             match Index::open_in_dir(dir) {
@@ -88,6 +104,9 @@ impl SearchIndexProjection {
                     .map_err(storage)?
             }
         };
+        if !same_format {
+            std::fs::write(&format_file, FORMAT.to_string()).map_err(storage)?;
+        }
         let fields = schema::fields_of(&index.schema()).unwrap_or(fresh_fields);
         let checkpoint = index
             .load_metas()

@@ -497,10 +497,35 @@ impl Snapshot {
                 self.has_query(code)
             };
         }
+        if code == "_content" {
+            // Not indexed: every candidate is compared on its JSON.
+            return Box::new(AllQuery);
+        }
         if evaluate::needs_json(def, modifier) {
             return self.has_query(code);
         }
         let f = &self.fields;
+        if code == "_text" {
+            // Every word of a value, each as a prefix of a narrative word; values OR-ed.
+            return union(
+                values
+                    .iter()
+                    .filter_map(|v| match v {
+                        SearchValue::String { raw, .. } => {
+                            let mut words = Vec::new();
+                            search_value::words(raw, &mut words);
+                            Some(Box::new(BooleanQuery::new(
+                                words
+                                    .iter()
+                                    .map(|w| (Occur::Must, prefix_query(f.strings, &term(code, w))))
+                                    .collect(),
+                            )) as Box<dyn Query>)
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        }
         match (def.param_type, modifier) {
             (SearchParamType::String, Modifier::Exact) => term_set(
                 values

@@ -336,3 +336,51 @@ fn the_checkpoint_is_committed_with_the_data() {
     p.reset().unwrap();
     assert_eq!(p.checkpoint(), None);
 }
+
+#[test]
+fn an_index_of_another_format_is_dropped_for_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut p = SearchIndexProjection::open(dir.path(), BASE).unwrap();
+        p.commit(Position(7)).unwrap();
+    }
+    // Same format: kept with its checkpoint.
+    assert_eq!(
+        SearchIndexProjection::open(dir.path(), BASE)
+            .unwrap()
+            .checkpoint(),
+        Some(Position(7))
+    );
+    // Written by an older version (no or another format marker): replayed from the start.
+    std::fs::write(dir.path().join("sphere-index-format"), "1").unwrap();
+    let p = SearchIndexProjection::open(dir.path(), BASE).unwrap();
+    assert_eq!(p.checkpoint(), None);
+    drop(p);
+    assert_eq!(
+        SearchIndexProjection::open(dir.path(), BASE)
+            .unwrap()
+            .checkpoint(),
+        None,
+        "the marker is rewritten, so the fresh index is kept"
+    );
+}
+
+#[test]
+fn text_and_content_match_words_as_prefixes() {
+    let mut f = Fixture::new();
+    f.put(json!({"resourceType": "Patient", "id": "n1",
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Café <i>owner</i></div>"},
+        "name": [{"family": "Gödel"}]}));
+    f.put(json!({"resourceType": "Patient", "id": "n2", "name": [{"family": "Cafferty"}]}));
+    f.commit();
+    assert_eq!(f.ids("Patient", "_text=cafe"), ["n1"]);
+    assert_eq!(f.ids("Patient", "_text=OWN"), ["n1"]);
+    assert_eq!(
+        f.ids("Patient", "_text=xmlns"),
+        Vec::<String>::new(),
+        "markup is not text"
+    );
+    assert_eq!(f.ids("Patient", "_content=caf"), ["n1", "n2"]);
+    assert_eq!(f.ids("Patient", "_content=godel"), ["n1"]);
+    assert_eq!(f.ids("Patient", "_content=caf owner"), ["n1"]);
+}

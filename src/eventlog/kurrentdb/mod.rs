@@ -324,6 +324,52 @@ impl EventLog for KurrentDbLog {
         self.read_all_forwards(after, filter, max).await
     }
 
+    async fn read_all_backwards(
+        &self,
+        before: Option<Position>,
+        filter: &EventFilter,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, EventLogError> {
+        let mut out = Vec::new();
+        let mut cursor = before;
+        while out.len() < max {
+            // Whether the server includes the start position or not, one more covers it; the
+            // position check below drops it.
+            let want = (max - out.len()).saturating_add(1).min(READ_PAGE);
+            let start = match cursor {
+                None => StreamPosition::End,
+                Some(p) => StreamPosition::Position(kurrentdb::Position {
+                    commit: p.0,
+                    prepare: p.0,
+                }),
+            };
+            let options = ReadAllOptions::default()
+                .backwards()
+                .position(start)
+                .filter(server_filter(filter))
+                .max_count(want);
+            let mut stream = self.client.read_all(&options).await.map_err(map_err)?;
+            let mut returned = 0;
+            while let Some(resolved) = stream.next().await.map_err(map_err)? {
+                returned += 1;
+                let Some(event) = to_recorded(resolved)? else {
+                    continue;
+                };
+                if cursor.is_some_and(|c| event.position >= c) {
+                    continue;
+                }
+                cursor = Some(event.position);
+                if filter.matches(&event.stream, &event.event_type) && out.len() < max {
+                    out.push(event);
+                }
+            }
+            if returned < want {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     async fn subscribe(
         &self,
         after: Option<Position>,

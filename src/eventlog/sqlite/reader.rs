@@ -162,17 +162,36 @@ pub fn read_range(
         sql.push_str(" AND global_position <= ?");
         params.push(SqlValue::Integer(upto.0 as i64));
     }
-    push_in(&mut sql, &mut params, "category IN", &filter.categories);
-    push_in(&mut sql, &mut params, "event_type IN", &filter.event_types);
-    push_in(
-        &mut sql,
-        &mut params,
-        "category NOT IN",
-        &filter.excluded_categories,
-    );
+    push_filter(&mut sql, &mut params, filter);
     sql.push_str(" ORDER BY global_position ASC LIMIT ?");
     params.push(SqlValue::Integer(max.min(i64::MAX as usize) as i64));
     query_events(conn, &sql, &params, max)
+}
+
+/// Up to `max` events before `before` (exclusive; `None`: the newest), newest first.
+pub fn read_range_backwards(
+    conn: &Connection,
+    before: Option<Position>,
+    filter: &EventFilter,
+    max: usize,
+) -> Result<Vec<RecordedEvent>, EventLogError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE global_position < ?");
+    let mut params = vec![SqlValue::Integer(
+        before
+            .map(|p| p.0.min(i64::MAX as u64) as i64)
+            .unwrap_or(i64::MAX),
+    )];
+    push_filter(&mut sql, &mut params, filter);
+    sql.push_str(" ORDER BY global_position DESC LIMIT ?");
+    params.push(SqlValue::Integer(max.min(i64::MAX as usize) as i64));
+    query_events(conn, &sql, &params, max)
+}
+
+/// The `AND ...` conditions of `filter`.
+fn push_filter(sql: &mut String, params: &mut Vec<SqlValue>, filter: &EventFilter) {
+    push_in(sql, params, "category IN", &filter.categories);
+    push_in(sql, params, "event_type IN", &filter.event_types);
+    push_in(sql, params, "category NOT IN", &filter.excluded_categories);
 }
 
 /// Adds ` AND {test} (?, ...)` for `values`, e.g. `test` = `category NOT IN`.

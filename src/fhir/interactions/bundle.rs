@@ -431,6 +431,23 @@ async fn plan_entry(
                 if_match,
             })
         }
+        Route::Patch(t, id) if entry.method == EntryMethod::Patch => {
+            ctx.check(Interaction::Update, Some(&t), None)?;
+            let payload = match entry.resource.clone() {
+                Some(v) => Payload::Json(v),
+                None => Payload::None,
+            };
+            let operations = super::patch::operations(&payload)?;
+            let (m, version) =
+                super::patch::patched(app, ctx, &t, &id, &operations, if_match).await?;
+            record(&t, &id);
+            Ok(Plan::Put {
+                resource_type: t,
+                id,
+                resource: m,
+                if_match: Some(version),
+            })
+        }
         Route::ConditionalUpdate(t) => {
             ctx.check(Interaction::Update, Some(&t), None)?;
             let m = resource()?;

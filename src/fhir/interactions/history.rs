@@ -1,11 +1,10 @@
 //! history at instance (`[type]/[id]/_history`), type (`[type]/_history`) and system
 //! (`/_history`) level, with `_count`, `_since`, `_at` and paging.
 //!
-//! Instance history is a backwards stream read: newest first, as FHIR wants, paged by revision.
-//! Type and system history read the log's `$all` filtered to resource events (and the type's
-//! category), forwards from a position cursor; so their pages are oldest first - the log
-//! offers no backwards read of `$all`, and a forward cursor keeps working while writes
-//! continue. `_since` on those levels scans forward to the first event at or after the instant.
+//! Every level is newest first, as FHIR wants. Instance history is a backwards stream read,
+//! paged by revision; type and system history read the log's `$all` backwards, filtered to
+//! resource events (and the type's category), paged by position. Both cursors name a place in
+//! the log, so a page never shifts when writes continue.
 
 use serde_json::{json, Map, Value};
 use sphere_domain::resource::{is_resource_event, is_valid_id, RESOURCE_EVENTS};
@@ -21,8 +20,6 @@ use crate::eventlog::{Direction, EventFilter, Position, StreamStart};
 
 const DEFAULT_COUNT: usize = 50;
 const MAX_COUNT: usize = 1000;
-/// Events read per step while skipping to `_since` on type/system history.
-const SCAN_PAGE: usize = 5000;
 
 pub async fn history(
     app: &App,
@@ -60,7 +57,19 @@ pub async fn history(
     };
     let mut entries = Vec::with_capacity(versions.len());
     for v in &versions {
-        if !ctx.is_operator() && !v.deleted {
+        // The type first (system history spans types), then the content when the grant
+        // depends on it (patient compartment, granular scopes).
+        if ctx
+            .check(Interaction::Read, Some(&v.resource_type), None)
+            .is_err()
+        {
+            continue;
+        }
+        if ctx.checks_each_resource(Interaction::Read, &v.resource_type) {
+            if v.deleted {
+                // No content to prove whose it was: not shown to a content-scoped grant.
+                continue;
+            }
             let resource: Value = serde_json::from_slice(&v.body)
                 .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
             if ctx
@@ -180,7 +189,9 @@ async fn instance(
     Ok((versions, next))
 }
 
-/// Oldest first by log position; the `_page` cursor is the position the page ended at.
+/// Newest first, by log position read backwards; the `_page` cursor is the position the page
+/// ended at (the next page reads strictly before it), so pages stay stable while writes
+/// continue. `_since` ends the history at the first version older than the instant.
 async fn log_level(
     app: &App,
     resource_type: Option<&str>,
@@ -195,40 +206,33 @@ async fn log_level(
         event_types: RESOURCE_EVENTS.map(String::from).to_vec(),
         ..EventFilter::default()
     };
-    let mut after = match request.param("_page") {
+    let before = match request.param("_page") {
         Some(p) => Some(Position(p.parse().map_err(|_| {
             FhirError::BadRequest("_page is not a cursor this server issued".into())
         })?)),
         None => None,
     };
-    if let (Some(since), None) = (since, request.param("_page")) {
-        // Skip to just before the first event at or after `since`.
-        loop {
-            let page = app.log.read_all(after, &filter, SCAN_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            match page.iter().position(|e| store_time(e) >= since) {
-                Some(0) => break,
-                Some(i) => {
-                    after = Some(page[i - 1].position);
-                    break;
-                }
-                None => after = Some(last.position),
-            }
-        }
-    }
     let events = app
         .log
-        .read_all(after, &filter, count.saturating_add(1))
+        .read_all_backwards(before, &filter, count.saturating_add(1))
         .await?;
-    let mut versions: Vec<StoredVersion> = events
-        .into_iter()
-        .filter(|e| is_resource_event(&e.event_type))
-        .filter_map(StoredVersion::from_event)
-        .collect();
+    let mut versions: Vec<StoredVersion> = Vec::with_capacity(events.len());
+    let mut older_than_since = false;
+    for event in events {
+        if since.is_some_and(|since| store_time(&event) < since) {
+            older_than_since = true;
+            break;
+        }
+        if is_resource_event(&event.event_type) {
+            versions.extend(StoredVersion::from_event(event));
+        }
+    }
     let mut next = None;
     if versions.len() > count {
         versions.truncate(count);
-        next = versions.last().map(|v| v.position.0.to_string());
+        if !older_than_since {
+            next = versions.last().map(|v| v.position.0.to_string());
+        }
     }
     Ok((versions, next))
 }

@@ -9,6 +9,7 @@ pub mod capabilities;
 pub mod create;
 pub mod delete;
 pub mod history;
+pub mod patch;
 pub mod read;
 pub mod update;
 pub mod validate;
@@ -60,9 +61,7 @@ pub fn dispatch<'a>(
             Route::VRead(t, id, v) => read::vread(app, ctx, &t, &id, &v, &request).await,
             Route::Update(t, id) => update::update(app, ctx, &t, &id, request).await,
             Route::Delete(t, id) => delete::delete(app, ctx, &t, &id).await,
-            Route::Patch(..) => Err(FhirError::MethodNotAllowed(
-                "PATCH is not supported; use PUT with the whole resource".into(),
-            )),
+            Route::Patch(t, id) => patch::patch(app, ctx, &t, &id, request).await,
             Route::Validate(t, id) => validate::validate(ctx, &t, id.as_deref(), &request),
             Route::UnknownType(t) => Err(unknown_type(&t)),
             Route::MethodNotAllowed(why) => Err(FhirError::MethodNotAllowed(why.into())),

@@ -69,8 +69,8 @@ fn answer(
             id: version.id,
         });
     }
-    if !ctx.is_operator() {
-        // The policy may need the resource itself (patient compartment, categories).
+    if ctx.checks_each_resource(interaction, &version.resource_type) {
+        // The policy needs the resource itself (patient compartment, categories).
         let resource = serde_json::from_slice(&version.body)
             .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
         ctx.check(interaction, Some(&version.resource_type), Some(&resource))?;

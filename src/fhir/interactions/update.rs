@@ -106,38 +106,60 @@ async fn put(
     let Value::Object(resource) = value else {
         unreachable!("built from an object just above")
     };
-    check_valid(&resource)?;
     let if_match = match &request.conditions.if_match {
         Some(tag) => Some(parse_etag(tag).ok_or_else(|| {
             FhirError::BadRequest("If-Match must be a version ETag like W/\"3\"".into())
         })?),
         None => None,
     };
-    if if_match.is_none() {
-        if let Some(current) =
-            store::unchanged(app.log.as_ref(), resource_type, id, &resource).await?
-        {
-            // Nothing changes: no new version, no event; answer with the current one, shaped
-            // by `Prefer` as a write's answer is.
-            let body = match request.prefer.unwrap_or(Return::Representation) {
-                Return::Minimal => Body::None,
-                Return::Representation => Body::Raw(current.body.clone()),
-                Return::OperationOutcome => Body::Json(outcome(
-                    "information",
-                    "informational",
-                    &format!(
-                        "{resource_type}/{id} version {} unchanged: the content is the same",
-                        current.version()
-                    ),
-                    None,
-                )),
-            };
-            let mut response = FhirResponse::new(StatusCode::OK, body);
-            response.version = Some(current.version());
-            response.last_modified_ms = Some(current.last_updated_ms);
-            response.location = Some(current.versioned_reference());
-            return Ok(response);
-        }
+    write(
+        app,
+        ctx,
+        resource_type,
+        id,
+        resource,
+        if_match,
+        request.prefer,
+    )
+    .await
+}
+
+/// Writes `resource` as the next version of `resource_type/id` (already access-checked), after
+/// `if_match` when given: 412 if anyone else wrote since. Unchanged content writes nothing.
+pub(super) async fn write(
+    app: &App,
+    ctx: &AccessContext,
+    resource_type: &str,
+    id: &str,
+    resource: Map<String, Value>,
+    if_match: Option<u64>,
+    prefer: Option<Return>,
+) -> Result<FhirResponse, FhirError> {
+    check_valid(&resource)?;
+    if let Some(current) = store::unchanged(app.log.as_ref(), resource_type, id, &resource)
+        .await?
+        .filter(|current| if_match.is_none_or(|v| v == current.version()))
+    {
+        // Nothing changes: no new version, no event; answer with the current one, shaped
+        // by `Prefer` as a write's answer is.
+        let body = match prefer.unwrap_or(Return::Representation) {
+            Return::Minimal => Body::None,
+            Return::Representation => Body::Raw(current.body.clone()),
+            Return::OperationOutcome => Body::Json(outcome(
+                "information",
+                "informational",
+                &format!(
+                    "{resource_type}/{id} version {} unchanged: the content is the same",
+                    current.version()
+                ),
+                None,
+            )),
+        };
+        let mut response = FhirResponse::new(StatusCode::OK, body);
+        response.version = Some(current.version());
+        response.last_modified_ms = Some(current.last_updated_ms);
+        response.location = Some(current.versioned_reference());
+        return Ok(response);
     }
     let correlation = uuid::Uuid::now_v7();
     let mut attempt = 0;
@@ -183,7 +205,7 @@ async fn put(
                 } else {
                     StatusCode::OK
                 };
-                return Ok(write_response(&prepared, status, request.prefer));
+                return Ok(write_response(&prepared, status, prefer));
             }
             Err(EventLogError::WrongExpectedVersion { actual, .. }) => {
                 if if_match.is_some() {

@@ -28,6 +28,9 @@ pub struct SearchRequest {
     pub compartment: Option<String>,
     /// Who asks: every returned resource, included ones too, must pass its check.
     pub access: AccessContext,
+    /// A system search (`GET [base]?_type=...`): the same parameters on the other types.
+    /// `query` is the first type's and holds the result parameters.
+    pub system: Option<Vec<SearchQuery>>,
 }
 
 /// Drops the resources `access` may not see (the operator sees everything).
@@ -41,6 +44,12 @@ pub(super) fn allowed(
     resources
         .into_iter()
         .filter(|r| {
+            if !access.checks_each_resource(Interaction::SearchType, &r.resource_type) {
+                // Allowed for the whole type: no need to parse the resource.
+                return access
+                    .check(Interaction::SearchType, Some(&r.resource_type), None)
+                    .is_ok();
+            }
             serde_json::from_slice::<Value>(&r.json).is_ok_and(|json| {
                 access
                     .check(Interaction::SearchType, Some(&r.resource_type), Some(&json))
@@ -167,10 +176,15 @@ pub(super) fn link_url(
         ser.append_pair("_cursor", c);
     }
     let q = ser.finish();
-    if q.is_empty() {
-        format!("{base}/{path}")
+    let url = if path.is_empty() {
+        base.to_owned()
     } else {
-        format!("{base}/{path}?{q}")
+        format!("{base}/{path}")
+    };
+    if q.is_empty() {
+        url
+    } else {
+        format!("{url}?{q}")
     }
 }
 
@@ -186,8 +200,23 @@ pub(super) struct Found {
 pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<Found, SearchError> {
     let q = &request.query;
     let snapshot = index.snapshot();
-    let hits = snapshot.search(q, request.compartment.as_deref())?;
     let descending: Vec<bool> = q.sort.iter().map(|s| s.descending).collect();
+    let hits = match &request.system {
+        None => snapshot.search(q, request.compartment.as_deref())?,
+        Some(others) => {
+            // One list across types, ordered by the sort keys then `Type/id` (which the
+            // cursor carries as its id).
+            let mut hits = Vec::new();
+            for query in std::iter::once(q).chain(others) {
+                for mut hit in snapshot.search(query, None)? {
+                    hit.id = format!("{}/{}", hit.resource_type, hit.id);
+                    hits.push(hit);
+                }
+            }
+            hits.sort_by(|a, b| order_hits(a, b, &descending));
+            hits
+        }
+    };
     let cursor = q.cursor.as_deref().map(Cursor::decode).transpose()?;
     let count_only = q.summary == Some(SummaryMode::Count);
     let count = if count_only { 0 } else { q.count };
@@ -216,9 +245,10 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<Fo
         )
     };
 
-    let path = match &request.compartment {
-        Some(p) => format!("Patient/{p}/{}", q.resource_type),
-        None => q.resource_type.clone(),
+    let path = match (&request.compartment, &request.system) {
+        (_, Some(_)) => String::new(),
+        (Some(p), None) => format!("Patient/{p}/{}", q.resource_type),
+        (None, None) => q.resource_type.clone(),
     };
     let mut links = vec![
         json!({"relation": "self", "url": link_url(&request.link_base, &path, &request.pairs, q.cursor.as_deref())}),

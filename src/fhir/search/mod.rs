@@ -269,7 +269,50 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             },
         );
 
-    search_get
+    let system_get = base
+        .and(warp::get())
+        .and(warp::path::end())
+        .and(raw_query)
+        .and(warp::header::headers_cloned())
+        .and(access_context())
+        .and(with_app(app.clone()))
+        .then(
+            |query: String,
+             headers: HeaderMap,
+             ctx: Result<AccessContext, Denied>,
+             app: Arc<App>| async move {
+                let pairs = parse_pairs(&query);
+                reply(search_system(&app, &headers, ctx, pairs).await)
+            },
+        );
+
+    let system_post = base
+        .and(warp::post())
+        .and(warp::path("_search"))
+        .and(warp::path::end())
+        .and(raw_query)
+        .and(warp::body::content_length_limit(1024 * 1024))
+        .and(warp::body::bytes())
+        .and(warp::header::headers_cloned())
+        .and(access_context())
+        .and(with_app(app.clone()))
+        .then(
+            |query: String,
+             body: Bytes,
+             headers: HeaderMap,
+             ctx: Result<AccessContext, Denied>,
+             app: Arc<App>| async move {
+                let mut pairs = parse_pairs(&query);
+                pairs.extend(parse_pairs(&String::from_utf8_lossy(&body)));
+                reply(search_system(&app, &headers, ctx, pairs).await)
+            },
+        );
+
+    system_get
+        .or(system_post)
+        .unify()
+        .or(search_get)
+        .unify()
         .or(search_post)
         .unify()
         .or(compartment)
@@ -322,6 +365,145 @@ async fn search_type(
         link_base: link_base(app, headers),
         compartment,
         access: ctx,
+        system: None,
+    };
+    let index = app.search.clone();
+    let found = tokio::task::spawn_blocking(move || bundle::execute(&index, &request))
+        .await
+        .map_err(|e| SearchError::Internal(e.to_string()))??;
+    crate::audit::note(|n| {
+        n.ids = found.ids;
+        for p in &found.patients {
+            n.patient(p);
+        }
+    });
+    Ok(found.body)
+}
+
+/// Parameters every resource type has (FHIR's `Resource` search parameters), the only ones a
+/// system search without `_type` may filter on.
+const COMMON_PARAMETERS: &[&str] = &[
+    "_id",
+    "_lastUpdated",
+    "_tag",
+    "_profile",
+    "_security",
+    "_source",
+    "_text",
+    "_content",
+];
+
+/// Result parameters: they shape the answer and apply to every type.
+const RESULT_PARAMETERS: &[&str] = &[
+    "_count",
+    "_cursor",
+    "_total",
+    "_summary",
+    "_elements",
+    "_sort",
+    "_include",
+    "_include:iterate",
+    "_revinclude",
+    "_revinclude:iterate",
+    "_format",
+    "_pretty",
+];
+
+/// Search-system (`GET [base]?_type=A,B&...`, `POST [base]/_search`): the same parameters on
+/// each listed type (every type the client may search when `_type` is absent, where only the
+/// parameters all resources share are allowed), one page across them.
+async fn search_system(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    ctx: Result<AccessContext, Denied>,
+    pairs: Vec<(String, String)>,
+) -> Result<Bytes, SearchError> {
+    crate::audit::note(|n| {
+        n.interaction("search-system");
+        n.query = Some(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish(),
+        );
+    });
+    let ctx = ctx?;
+    let named: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "_type")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut types: Vec<String> = Vec::new();
+    if named.is_empty() {
+        if let Some((name, _)) = pairs.iter().find(|(k, _)| {
+            let base = k.split([':', '.']).next().unwrap_or(k);
+            !COMMON_PARAMETERS.contains(&base)
+                && !RESULT_PARAMETERS.contains(&k.as_str())
+                && !k.starts_with("_has:")
+        }) {
+            return Err(SearchError::BadRequest(format!(
+                "parameter {name} is not common to all resource types; name the types with _type"
+            )));
+        }
+        for t in &sphere_domain::fhir::capability::capability().supported_types {
+            // AuditEvent is served from the access history, not the resource index.
+            if t != "AuditEvent"
+                && !search_parameters(t).is_empty()
+                && ctx.check(Interaction::SearchType, Some(t), None).is_ok()
+            {
+                types.push(t.clone());
+            }
+        }
+    } else {
+        for t in named {
+            if search_parameters(&t).is_empty() || t == "AuditEvent" {
+                return Err(SearchError::BadRequest(format!(
+                    "_type: {} is not a resource type this server searches",
+                    t.chars().take(64).collect::<String>()
+                )));
+            }
+            ctx.check(Interaction::SearchType, Some(&t), None)?;
+            if !types.contains(&t) {
+                types.push(t);
+            }
+        }
+    }
+    ctx.check(Interaction::SearchSystem, None, None)?;
+    let Some(first) = types.first() else {
+        return Err(SearchError::Forbidden(
+            "no resource type may be searched with this token".into(),
+        ));
+    };
+    let options = ParseOptions {
+        strict: strict(headers),
+        base_url: app.config.fhir_base_url(),
+    };
+    let typed: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k != "_type")
+        .cloned()
+        .collect();
+    let mut query = search_query::parse(first, &typed, &options)?;
+    let mut others = Vec::with_capacity(types.len() - 1);
+    for t in &types[1..] {
+        let other = search_query::parse(t, &typed, &options)?;
+        for ignored in &other.ignored {
+            if !query.ignored.contains(ignored) {
+                query.ignored.push(ignored.clone());
+            }
+        }
+        others.push(other);
+    }
+    wait_for_index(app).await?;
+    let request = SearchRequest {
+        query,
+        pairs,
+        link_base: link_base(app, headers),
+        compartment: None,
+        access: ctx,
+        system: Some(others),
     };
     let index = app.search.clone();
     let found = tokio::task::spawn_blocking(move || bundle::execute(&index, &request))

@@ -9,7 +9,7 @@
 //!   protocol's `WrongExpectedVersion` message, idempotent retries;
 //! - `event_store.client.streams.Streams/Read`: stream reads (forwards, backwards, missing
 //!   streams answered with `StreamNotFound`); `$all` reads forwards with stream-name or
-//!   event-type filters (prefixes or regex); the backwards read of the single newest event;
+//!   event-type filters (prefixes or regex); backwards reads of `$all` from the end or a position;
 //!   catch-up subscriptions to `$all` with a confirmation, filtered events, `Checkpoint`
 //!   messages every `window × multiplier` considered events, and `CaughtUp`;
 //! - `kurrentdb.protocol.v2.StreamsService/MultiStreamAppend`: the atomic multi-stream
@@ -476,8 +476,8 @@ async fn read_stream(
         .collect())
 }
 
-/// Only the newest events: what `head()` asks for. A general backwards read of `$all` is
-/// not needed by the adapter, and the backing trait has none.
+/// A backwards read of `$all` from the end or from a position (exclusive), through the
+/// backing log's own backwards read; `filter` applied as the server would.
 async fn read_all_backwards(
     log: &dyn EventLog,
     all: AllOptions,
@@ -485,28 +485,35 @@ async fn read_all_backwards(
     filter: &Filter,
     structured_ids: bool,
 ) -> Result<Vec<v1::ReadResp>, Status> {
-    if !matches!(
-        all.all_option,
-        Some(v1::read_req::options::all_options::AllOption::End(_))
-    ) || count != 1
-    {
-        return Err(Status::unimplemented(
-            "the protocol test double reads $all backwards only for the newest event",
-        ));
-    }
-    let Some(head) = log.head().await.map_err(status)? else {
-        return Ok(Vec::new());
+    let mut before = match all.all_option {
+        Some(v1::read_req::options::all_options::AllOption::End(_)) => None,
+        Some(v1::read_req::options::all_options::AllOption::Position(p)) => {
+            Some(Position(p.commit_position))
+        }
+        _ => {
+            return Err(Status::invalid_argument(
+                "a backwards read of $all starts at the end or at a position",
+            ))
+        }
     };
-    let after = head.0.checked_sub(1).filter(|&p| p > 0).map(Position);
-    let newest = log
-        .read_all(after, &EventFilter::all(), 1)
-        .await
-        .map_err(status)?;
-    Ok(newest
-        .into_iter()
-        .filter(|e| filter.matches(&e.stream, &e.event_type))
-        .map(|e| WireEvent(e).into_read_resp(structured_ids))
-        .collect())
+    let mut out = Vec::new();
+    while (out.len() as u64) < count {
+        let page = log
+            .read_all_backwards(before, &EventFilter::all(), PAGE)
+            .await
+            .map_err(status)?;
+        let done = page.len() < PAGE;
+        for e in page {
+            before = Some(e.position);
+            if filter.matches(&e.stream, &e.event_type) && (out.len() as u64) < count {
+                out.push(WireEvent(e).into_read_resp(structured_ids));
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 async fn read_all_forwards(
