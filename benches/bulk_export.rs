@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
-use sphere::bulk::job::{ExportLevel, ExportRequested, JobStatus};
+use sphere::bulk::job::{ExportLevel, ExportRequested, JobStatus, OutputFormat};
 use sphere::bulk::storage::LocalFolder;
 use sphere::bulk::worker::ExportWorker;
 use sphere::eventlog::sqlite::SqliteLog;
@@ -96,6 +96,7 @@ async fn export(
             elements: vec![],
             type_filters: vec![],
             organize_by_patient: false,
+            output_format: OutputFormat::Ndjson,
             access: None,
             since_ms,
             since_position,

@@ -298,6 +298,12 @@ async fn kickoff_without_the_required_headers_or_with_bad_parameters_is_a_400_op
             &server,
             "/fhir/r4/$export?organizeOutputBy=Encounter",
         ),
+        // Patient blocks are NDJSON: they do not combine with Parquet output.
+        kickoff_request(
+            &client,
+            &server,
+            "/fhir/r4/$export?organizeOutputBy=Patient&_outputFormat=application/vnd.apache.parquet",
+        ),
     ];
     for request in cases {
         let r = request.send().await.expect("kick-off");
@@ -733,4 +739,134 @@ async fn a_granular_scope_exports_only_the_resources_it_allows() {
             assert_eq!(o["category"][0]["coding"][0]["code"], "laboratory");
         }
     }
+}
+
+const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// The rows of a downloaded Parquet file, each column by name (nulls as `None`), read with the
+/// parquet crate's own reader.
+fn parquet_rows(bytes: bytes::Bytes) -> Vec<std::collections::BTreeMap<String, Option<String>>> {
+    use arrow_array::{Array, StringArray, TimestampMillisecondArray};
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .expect("a Parquet file")
+        .build()
+        .expect("reader");
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("a row group");
+        let schema = batch.schema();
+        for row in 0..batch.num_rows() {
+            let mut values = std::collections::BTreeMap::new();
+            for (n, field) in schema.fields().iter().enumerate() {
+                let column = batch.column(n);
+                let value = if column.is_null(row) {
+                    None
+                } else if let Some(text) = column.as_any().downcast_ref::<StringArray>() {
+                    Some(text.value(row).to_owned())
+                } else {
+                    let time = column
+                        .as_any()
+                        .downcast_ref::<TimestampMillisecondArray>()
+                        .expect("text or timestamp columns only");
+                    Some(time.value(row).to_string())
+                };
+                values.insert(field.name().clone(), value);
+            }
+            rows.push(values);
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn a_parquet_export_writes_one_file_per_type_whose_rows_are_the_exported_resources() {
+    let server = Server::start();
+    let client = backend_client(&server, SCOPE).await;
+    seed(&client, &server).await;
+    let status = kickoff(
+        &client,
+        &server,
+        &format!("/fhir/r4/Group/g1/$export?_outputFormat={PARQUET}"),
+    )
+    .await;
+    let manifest = wait_for_manifest(&client, &status).await;
+    let output = manifest["output"].as_array().expect("output");
+    let types: BTreeSet<String> = output
+        .iter()
+        .map(|e| e["type"].as_str().expect("type").to_owned())
+        .collect();
+    assert_eq!(types, set(&["Group", "Observation", "Patient"]));
+    let mut ids = BTreeSet::new();
+    for entry in output {
+        let url = entry["url"].as_str().expect("url");
+        assert!(url.ends_with(".parquet"), "{url}");
+        let r = client.get(url).send().await.expect("download");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], PARQUET);
+        let rows = parquet_rows(r.bytes().await.expect("bytes"));
+        assert_eq!(rows.len() as u64, entry["count"].as_u64().expect("count"));
+        for row in rows {
+            let column = |name: &str| row[name].clone();
+            let id = column("id").expect("id");
+            let resource_type = entry["type"].as_str().expect("type");
+            // The resource column is the resource as the FHIR API serves it.
+            let resource: Value =
+                serde_json::from_str(&column("resource").expect("resource")).expect("JSON");
+            let read: Value = client
+                .get(server.url(&format!("/fhir/r4/{resource_type}/{id}")))
+                .send()
+                .await
+                .expect("read")
+                .json()
+                .await
+                .expect("JSON");
+            assert_eq!(resource, read);
+            assert_eq!(column("versionId"), Some("1".to_owned()));
+            let last_updated = read["meta"]["lastUpdated"].as_str().expect("lastUpdated");
+            let last_updated_ms = time::OffsetDateTime::parse(
+                last_updated,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("instant")
+            .unix_timestamp_nanos()
+                / 1_000_000;
+            assert_eq!(column("lastUpdated"), Some(last_updated_ms.to_string()));
+            if resource_type == "Observation" {
+                let patient = id.split('-').next().expect("patient").to_owned();
+                assert_eq!(column("patient"), Some(patient.clone()));
+                assert_eq!(column("subject"), Some(format!("Patient/{patient}")));
+                assert_eq!(column("status"), Some("final".to_owned()));
+                assert_eq!(column("code"), Some("http://loinc.org|8867-4".to_owned()));
+            }
+            if resource_type == "Patient" {
+                assert_eq!(column("patient"), Some(id.clone()));
+                assert_eq!(column("subject"), None);
+            }
+            ids.insert(id);
+        }
+    }
+    assert_eq!(
+        ids,
+        set(&["g1", "p1", "p2", "p1-o1", "p1-o2", "p2-o1", "p2-o2"])
+    );
+
+    // Deletions stay NDJSON Bundles, as the spec has them.
+    delete(&client, &server, "Observation/p1-o2").await;
+    let since = manifest["transactionTime"].as_str().expect("time");
+    let status = kickoff(
+        &client,
+        &server,
+        &format!(
+            "/fhir/r4/Group/g1/$export?_outputFormat={PARQUET}&_since={}",
+            since.replace('+', "%2B")
+        ),
+    )
+    .await;
+    let second = wait_for_manifest(&client, &status).await;
+    assert!(second["output"].as_array().expect("output").is_empty());
+    let deleted = download_all(&client, &second, "deleted").await;
+    assert_eq!(
+        deleted[0]["entry"][0]["request"]["url"],
+        "Observation/p1-o2"
+    );
 }

@@ -21,7 +21,8 @@ use sphere_domain::resource::{
 };
 
 use super::by_patient::PatientBlocks;
-use super::job::{ExportLevel, ExportRequested};
+use super::job::{ExportLevel, ExportRequested, OutputFormat};
+use super::parquet::{ParquetOutput, Row};
 use super::scopes::{ExportScopes, TypeAccess};
 use super::storage::{ExportStorage, PartFile};
 use super::type_filter::TypeFilters;
@@ -268,6 +269,7 @@ pub async fn run(
         storage: storage.clone(),
         job_id: req.job_id.clone(),
         writers: BTreeMap::new(),
+        format: req.output_format,
         deleted: Vec::new(),
         keep_deleted: req.since_position.is_some() || req.since_ms.is_some(),
         params: HashMap::new(),
@@ -337,11 +339,9 @@ pub async fn run(
                 files.output.push((String::new(), name, count));
             }
         }
-        for (resource_type, (writer, count)) in materializer.writers {
-            writer.commit()?;
-            files
-                .output
-                .push((resource_type.clone(), format!("{resource_type}.ndjson"), count));
+        for (resource_type, output) in materializer.writers {
+            let (name, count) = output.commit(&resource_type)?;
+            files.output.push((resource_type, name, count));
         }
         if !deleted.is_empty() {
             let name = "Bundle-deleted.ndjson";
@@ -382,7 +382,8 @@ struct Materializer {
     elements: Elements,
     storage: Arc<dyn ExportStorage>,
     job_id: String,
-    writers: BTreeMap<String, (Box<dyn PartFile>, u64)>,
+    writers: BTreeMap<String, TypeOutput>,
+    format: OutputFormat,
     /// (stream, revision) of resources whose last event in the window is a deletion.
     deleted: Vec<(String, u64)>,
     /// Deletions are reported only to `_since` exports (a full export just leaves them out).
@@ -415,6 +416,7 @@ impl Materializer {
             || filtered
             || per_resource_scopes
             || self.by_patient.is_some()
+            || self.format == OutputFormat::Parquet
             || event.data.contains(&b'\n');
         let mut patients = Vec::new();
         let line: Vec<u8>;
@@ -439,6 +441,25 @@ impl Materializer {
             if self.by_patient.is_some() {
                 patients = self.patients_of(resource_type, id, &value);
             }
+            if self.format == OutputFormat::Parquet {
+                let patient = self
+                    .patients_of(resource_type, id, &value)
+                    .into_iter()
+                    .next();
+                let value = self.elements.subset(resource_type, value);
+                let json = serde_json::to_string(&value).map_err(std::io::Error::other)?;
+                let row = Row::new(
+                    &value,
+                    json,
+                    crate::fhir::store::last_updated_ms(&event),
+                    sphere_domain::resource::version_id(event.revision).to_string(),
+                    patient,
+                );
+                return match self.output(resource_type)? {
+                    TypeOutput::Parquet(file) => Ok(file.push(row)?),
+                    TypeOutput::Ndjson(..) => Ok(()),
+                };
+            }
             let value = self.elements.subset(resource_type, value);
             line = serde_json::to_vec(&value).map_err(std::io::Error::other)?;
             &line
@@ -449,21 +470,30 @@ impl Materializer {
             blocks.add(&patients, resource_type == "Patient", body)?;
             return Ok(());
         }
-        let (writer, count) = match self.writers.get_mut(resource_type) {
-            Some(w) => w,
-            None => {
-                let part = self
-                    .storage
-                    .create(&self.job_id, &format!("{resource_type}.ndjson"))?;
-                self.writers
-                    .entry(resource_type.to_owned())
-                    .or_insert((part, 0))
-            }
-        };
-        writer.write_all(body)?;
-        writer.write_all(b"\n")?;
-        *count += 1;
+        if let TypeOutput::Ndjson(writer, count) = self.output(resource_type)? {
+            writer.write_all(body)?;
+            writer.write_all(b"\n")?;
+            *count += 1;
+        }
         Ok(())
+    }
+
+    /// The output file of a type, created on its first resource.
+    fn output(&mut self, resource_type: &str) -> Result<&mut TypeOutput, ExportError> {
+        if !self.writers.contains_key(resource_type) {
+            let name = TypeOutput::file_name(self.format, resource_type);
+            let part = self.storage.create(&self.job_id, &name)?;
+            let output = match self.format {
+                OutputFormat::Ndjson => TypeOutput::Ndjson(part, 0),
+                OutputFormat::Parquet => {
+                    TypeOutput::Parquet(Box::new(ParquetOutput::new(part, resource_type)?))
+                }
+            };
+            self.writers.insert(resource_type.to_owned(), output);
+        }
+        self.writers
+            .get_mut(resource_type)
+            .ok_or(ExportError::Worker)
     }
 
     /// The patients whose compartments hold this resource (of the population, if any).
@@ -520,6 +550,42 @@ impl Materializer {
                     .any(|f| patient_reference(f.value).is_some_and(|p| population.contains(p)))
             })
         })
+    }
+}
+
+/// The output file of one type.
+enum TypeOutput {
+    /// An NDJSON file and its lines.
+    Ndjson(Box<dyn PartFile>, u64),
+    Parquet(Box<ParquetOutput>),
+}
+
+impl TypeOutput {
+    fn file_name(format: OutputFormat, resource_type: &str) -> String {
+        match format {
+            OutputFormat::Ndjson => format!("{resource_type}.ndjson"),
+            OutputFormat::Parquet => format!("{resource_type}.parquet"),
+        }
+    }
+
+    /// Publishes the file; returns its name and how many resources it holds.
+    fn commit(self, resource_type: &str) -> std::io::Result<(String, u64)> {
+        match self {
+            TypeOutput::Ndjson(part, count) => {
+                part.commit()?;
+                Ok((
+                    TypeOutput::file_name(OutputFormat::Ndjson, resource_type),
+                    count,
+                ))
+            }
+            TypeOutput::Parquet(file) => {
+                let count = file.commit()?;
+                Ok((
+                    TypeOutput::file_name(OutputFormat::Parquet, resource_type),
+                    count,
+                ))
+            }
+        }
     }
 }
 

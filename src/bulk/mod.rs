@@ -4,6 +4,7 @@
 //! - [`job`]: export jobs as events in `export-{job_id}` and the registry folded from them;
 //! - [`worker`]: runs jobs, records their end, resumes them after a restart, expires files;
 //! - [`export`]: the export itself, log window -> NDJSON files;
+//! - [`parquet`]: the same as one Parquet file per type (`_outputFormat`);
 //! - [`storage`]: where files go (a local folder), written atomically.
 //!
 //! URLs: kick-off at `/fhir/r4/$export`, `/fhir/r4/Patient/$export`,
@@ -14,6 +15,7 @@ pub mod by_patient;
 pub mod export;
 pub mod job;
 pub mod kickoff;
+pub mod parquet;
 pub mod scopes;
 pub mod storage;
 pub mod type_filter;
@@ -168,11 +170,12 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
                 .untuple_one()
                 .and(warp::fs::dir(root))
                 .map(|file: warp::fs::File| {
+                    let media_type = media_type(&file.path().to_string_lossy());
                     let mut response = file.into_response();
                     if response.status().is_success() {
                         response.headers_mut().insert(
                             warp::http::header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/fhir+ndjson"),
+                            HeaderValue::from_static(media_type),
                         );
                     }
                     response
@@ -188,6 +191,15 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         );
 
     kickoff.or(status).unify().or(download).unify().boxed()
+}
+
+/// The media type of an export file, by its name.
+fn media_type(name: &str) -> &'static str {
+    if name.ends_with(".parquet") {
+        parquet::PARQUET_MEDIA_TYPE
+    } else {
+        "application/fhir+ndjson"
+    }
 }
 
 /// Reads a kick-off body (a GET has none), refusing more than [`MAX_KICKOFF_BODY`] bytes.
@@ -406,6 +418,7 @@ impl Bulk {
             elements: params.elements,
             type_filters: params.type_filters,
             organize_by_patient: params.organize_by_patient,
+            output_format: params.output_format,
             access: (!ctx.is_operator()).then(|| job::ExportAccess {
                 scopes: ctx.scopes.clone(),
                 patient: ctx.patient.clone(),
