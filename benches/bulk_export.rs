@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 use sphere::bulk::job::{ExportLevel, ExportRequested, JobStatus, OutputFormat};
-use sphere::bulk::storage::LocalFolder;
+use sphere::bulk::storage::ExportStorage;
 use sphere::bulk::worker::ExportWorker;
 use sphere::eventlog::sqlite::SqliteLog;
 use sphere::eventlog::{EventLog, ExpectedRevision, NewEvent, StreamWrite};
@@ -168,7 +168,7 @@ fn main() {
             loaded.elapsed().as_secs_f64()
         );
 
-        let storage = Arc::new(LocalFolder::new(dir.path().join("exports")));
+        let storage = Arc::new(ExportStorage::local(dir.path().join("exports")).expect("storage"));
         let shared: Arc<dyn EventLog> = Arc::new(log.clone());
         let worker = ExportWorker::new(shared, storage, "https://bench/files".into(), i64::MAX / 2);
         let group = synthetic::all_patients_group_id(&config);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use sphere_domain::fhir::compartment::{in_patient_compartment, patient_compartment_params};
 use sphere_domain::fhir::search_parameters::{search_parameter, SearchParamDef};
+use sphere_domain::fhir::search_value::{parse_reference, RefTarget};
 use sphere_domain::resource::{
     is_resource_event, RESOURCE_CREATED, RESOURCE_DELETED, RESOURCE_UPDATED,
 };
@@ -32,6 +33,8 @@ use crate::eventlog::{
 
 /// Events per log read.
 const PAGE: usize = 4096;
+/// Versions per backwards read of a Group's stream (the newest is nearly always the one).
+const PAGE_BACKWARDS: usize = 8;
 
 /// Manifest extension key holding the log position the export read to.
 pub const POSITION_EXTENSION: &str =
@@ -64,32 +67,33 @@ pub struct ExportFiles {
 }
 
 /// The members of `Group/{id}` as of `end`: the `Patient` ids of `member.entity`, leaving out
-/// members marked inactive.
+/// members marked inactive. Reads the Group's stream backwards from its newest version, so
+/// usually one event.
 pub async fn group_members(
     log: &dyn EventLog,
     group_id: &str,
     end: u64,
+    base: &str,
 ) -> Result<Option<HashSet<String>>, ExportError> {
     let stream = sphere_domain::resource::stream_name("Group", group_id);
     let mut last: Option<RecordedEvent> = None;
-    let mut start = 0;
-    loop {
+    let mut from = StreamStart::Origin;
+    'read: loop {
         let page = log
-            .read_stream(
-                &stream,
-                Direction::Forwards,
-                StreamStart::Revision(start),
-                PAGE,
-            )
+            .read_stream(&stream, Direction::Backwards, from, PAGE_BACKWARDS)
             .await?;
         let n = page.len();
         for e in page {
-            start = e.revision + 1;
             if e.position.0 <= end {
                 last = Some(e);
+                break 'read;
+            }
+            match e.revision.checked_sub(1) {
+                Some(before) => from = StreamStart::Revision(before),
+                None => break 'read,
             }
         }
-        if n < PAGE {
+        if n < PAGE_BACKWARDS {
             break;
         }
     }
@@ -107,24 +111,24 @@ pub async fn group_members(
             members
                 .iter()
                 .filter(|m| m["inactive"].as_bool() != Some(true))
-                .filter_map(|m| patient_reference(&m["entity"]))
-                .map(str::to_owned)
+                .filter_map(|m| patient_reference(&m["entity"], base))
                 .collect()
         })
         .unwrap_or_default();
     Ok(Some(members))
 }
 
-/// The patient id of a Reference (`{"reference": "Patient/1"}`, absolute or versioned too).
-fn patient_reference(value: &Value) -> Option<&str> {
+/// The patient id of a Reference (`{"reference": "Patient/1"}`, versioned, or absolute under
+/// this server's FHIR base `base`), read as reference search reads it.
+fn patient_reference(value: &Value, base: &str) -> Option<String> {
     let reference = value
         .get("reference")
         .and_then(Value::as_str)
         .or_else(|| value.as_str())?;
-    let reference = reference.split("/_history/").next()?;
-    let mut parts = reference.rsplitn(3, '/');
-    let id = parts.next()?;
-    (parts.next()? == "Patient").then_some(id)
+    match parse_reference(reference, base)? {
+        RefTarget::Local { resource_type, id } if resource_type == "Patient" => Some(id),
+        _ => None,
+    }
 }
 
 /// Up to this many types, the log read filters by category; beyond, it reads every event in
@@ -172,7 +176,7 @@ fn scope_types(req: &ExportRequested) -> (Option<HashSet<String>>, EventFilter) 
 /// Runs an export: writes its files to `storage` under `req.job_id` and says what it wrote.
 pub async fn run(
     log: Arc<dyn EventLog>,
-    storage: Arc<dyn ExportStorage>,
+    storage: Arc<ExportStorage>,
     fhir_base: &str,
     req: &ExportRequested,
     cancel: Arc<AtomicBool>,
@@ -183,7 +187,7 @@ pub async fn run(
     };
     let population: Option<HashSet<String>> = match &req.level {
         ExportLevel::Group { id } => Some(
-            group_members(log.as_ref(), id, end)
+            group_members(log.as_ref(), id, end, fhir_base)
                 .await?
                 .ok_or_else(|| ExportError::GroupNotFound(id.clone()))?,
         ),
@@ -200,7 +204,7 @@ pub async fn run(
         if cancel.load(Ordering::Relaxed) {
             return Err(ExportError::Cancelled);
         }
-        let page = log.read_all(after, &filter, PAGE).await?;
+        let page = log.read_all_heads(after, &filter, PAGE).await?;
         let n = page.len();
         for e in &page {
             if !in_window(e, end, req.until_ms) {
@@ -273,6 +277,8 @@ pub async fn run(
         deleted: Vec::new(),
         keep_deleted: req.since_position.is_some() || req.since_ms.is_some(),
         params: HashMap::new(),
+        roots: HashMap::new(),
+        base: fhir_base.to_owned(),
     };
     let materializer = tokio::task::spawn_blocking({
         let cancel = cancel.clone();
@@ -380,7 +386,7 @@ struct Materializer {
     latest: HashMap<String, u64>,
     population: Option<HashSet<String>>,
     elements: Elements,
-    storage: Arc<dyn ExportStorage>,
+    storage: Arc<ExportStorage>,
     job_id: String,
     writers: BTreeMap<String, TypeOutput>,
     format: OutputFormat,
@@ -389,6 +395,11 @@ struct Materializer {
     /// Deletions are reported only to `_since` exports (a full export just leaves them out).
     keep_deleted: bool,
     params: HashMap<String, Vec<&'static SearchParamDef>>,
+    /// This server's FHIR base URL: absolute references under it are local.
+    base: String,
+    /// Per type, the root elements its patient compartment parameters read.
+    /// `None`: a parameter not rooted at an element (the whole resource is parsed).
+    roots: HashMap<String, Option<Vec<String>>>,
 }
 
 impl Materializer {
@@ -411,8 +422,7 @@ impl Materializer {
         }
         let per_resource_scopes = access == Some(TypeAccess::EachResource);
         let filtered = self.filters.applies_to(resource_type);
-        let needs_parse = self.population.is_some()
-            || self.elements.applies_to(resource_type)
+        let needs_parse = self.elements.applies_to(resource_type)
             || filtered
             || per_resource_scopes
             || self.by_patient.is_some()
@@ -420,6 +430,14 @@ impl Materializer {
             || event.data.contains(&b'\n');
         let mut patients = Vec::new();
         let line: Vec<u8>;
+        if !needs_parse && self.population.is_some() {
+            // Only the population decides: parse just the elements the patient compartment is
+            // read from, and write the stored JSON as it is.
+            let compartment = self.compartment_elements(resource_type, &event)?;
+            if !self.in_population(resource_type, id, &compartment) {
+                return Ok(());
+            }
+        }
         let body: &[u8] = if needs_parse {
             let value: Value = serde_json::from_slice(&event.data).map_err(|_| {
                 EventLogError::Corrupt(format!("{} holds a body that is not JSON", event.stream))
@@ -496,6 +514,65 @@ impl Materializer {
             .ok_or(ExportError::Worker)
     }
 
+    /// The root elements of `event`'s resource that decide its patient compartment, as a JSON
+    /// object: the other elements are skipped over, not built. The whole resource when it is
+    /// not a plain JSON object of elements.
+    fn compartment_elements(
+        &mut self,
+        resource_type: &str,
+        event: &RecordedEvent,
+    ) -> Result<Value, ExportError> {
+        let corrupt =
+            || EventLogError::Corrupt(format!("{} holds a body that is not JSON", event.stream));
+        if resource_type == "Patient" {
+            return Ok(Value::Null);
+        }
+        let roots = self
+            .roots
+            .entry(resource_type.to_owned())
+            .or_insert_with(|| {
+                let mut roots = Vec::new();
+                for code in patient_compartment_params(resource_type) {
+                    // Parameters without a compiled path find nothing (as `extract` has it).
+                    let Some(path) =
+                        search_parameter(resource_type, code).and_then(|d| d.path.as_ref())
+                    else {
+                        continue;
+                    };
+                    for steps in path.branches() {
+                        match steps.first() {
+                            Some(sphere_domain::fhir::search_path::Step::Field(name)) => {
+                                roots.push(name.clone())
+                            }
+                            // A branch not rooted at an element: read the whole resource.
+                            _ => return None,
+                        }
+                    }
+                }
+                roots.sort();
+                roots.dedup();
+                Some(roots)
+            });
+        let Some(roots) = roots else {
+            return serde_json::from_slice(&event.data).map_err(|_| corrupt().into());
+        };
+        let top: HashMap<&str, &serde_json::value::RawValue> =
+            match serde_json::from_slice(&event.data) {
+                Ok(top) => top,
+                // Escaped keys cannot be borrowed: parse it all.
+                Err(_) => return serde_json::from_slice(&event.data).map_err(|_| corrupt().into()),
+            };
+        let mut picked = Map::new();
+        for (key, raw) in top {
+            // A choice element's root (`effective`) matches each of its keys (`effectiveDateTime`).
+            if roots.iter().any(|r| key.starts_with(r.as_str())) {
+                let value: Value = serde_json::from_str(raw.get()).map_err(|_| corrupt())?;
+                picked.insert(key.to_owned(), value);
+            }
+        }
+        Ok(Value::Object(picked))
+    }
+
     /// The patients whose compartments hold this resource (of the population, if any).
     fn patients_of(&mut self, resource_type: &str, id: &str, resource: &Value) -> Vec<String> {
         let mut patients: Vec<String> = if resource_type == "Patient" {
@@ -514,7 +591,7 @@ impl Materializer {
                 .iter()
                 .filter_map(|def| def.extract(resource))
                 .flatten()
-                .filter_map(|f| patient_reference(f.value).map(str::to_owned))
+                .filter_map(|f| patient_reference(f.value, &self.base))
                 .collect()
         };
         if let Some(population) = &self.population {
@@ -545,9 +622,9 @@ impl Materializer {
             });
         params.iter().any(|def| {
             def.extract(resource).is_some_and(|found| {
-                found
-                    .iter()
-                    .any(|f| patient_reference(f.value).is_some_and(|p| population.contains(p)))
+                found.iter().any(|f| {
+                    patient_reference(f.value, &self.base).is_some_and(|p| population.contains(&p))
+                })
             })
         })
     }
@@ -663,15 +740,19 @@ mod tests {
 
     #[test]
     fn patient_references_are_read_relative_absolute_and_versioned() {
+        let base = "https://x/fhir";
+        let read = |v: Value| patient_reference(&v, base);
+        assert_eq!(read(json!({"reference": "Patient/a1"})), Some("a1".into()));
         assert_eq!(
-            patient_reference(&json!({"reference": "Patient/a1"})),
-            Some("a1")
+            read(json!({"reference": "https://x/fhir/Patient/a1/_history/2"})),
+            Some("a1".into())
         );
+        // Another server's Patient is not one of ours.
         assert_eq!(
-            patient_reference(&json!({"reference": "https://x/fhir/Patient/a1/_history/2"})),
-            Some("a1")
+            read(json!({"reference": "https://y/fhir/Patient/a1"})),
+            None
         );
-        assert_eq!(patient_reference(&json!({"reference": "Group/a1"})), None);
+        assert_eq!(read(json!({"reference": "Group/a1"})), None);
     }
 
     #[test]
