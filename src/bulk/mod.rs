@@ -91,10 +91,10 @@ impl BulkConfig {
                     return Err("bulk.storage = \"s3\" needs bulk.s3_bucket".into());
                 }
                 let endpoint = self.s3_endpoint.trim();
-                if !endpoint.is_empty()
-                    && !endpoint.starts_with("https://")
-                    && !(self.s3_allow_http && endpoint.starts_with("http://"))
-                {
+                let allowed = endpoint.is_empty()
+                    || endpoint.starts_with("https://")
+                    || (self.s3_allow_http && endpoint.starts_with("http://"));
+                if !allowed {
                     return Err(format!(
                         "bulk.s3_endpoint = {endpoint:?} must be an https:// URL (http:// only with bulk.s3_allow_http = true)"
                     ));
