@@ -422,12 +422,7 @@ impl Materializer {
         }
         let per_resource_scopes = access == Some(TypeAccess::EachResource);
         let filtered = self.filters.applies_to(resource_type);
-        // The population is decided on the whole parsed resource for now: with the
-        // compartment-elements fast path below, the 1,000-patient benchmark exported 193,168
-        // resources where 388,039 were expected (not yet explained; the black-box tests pass
-        // either way), so that path stays off until it is.
-        let needs_parse = self.population.is_some()
-            || self.elements.applies_to(resource_type)
+        let needs_parse = self.elements.applies_to(resource_type)
             || filtered
             || per_resource_scopes
             || self.by_patient.is_some()
