@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
-use sphere::bulk::job::{ExportLevel, ExportRequested, JobStatus};
-use sphere::bulk::storage::LocalFolder;
+use sphere::bulk::job::{ExportLevel, ExportRequested, JobStatus, OutputFormat};
+use sphere::bulk::storage::ExportStorage;
 use sphere::bulk::worker::ExportWorker;
 use sphere::eventlog::sqlite::SqliteLog;
 use sphere::eventlog::{EventLog, ExpectedRevision, NewEvent, StreamWrite};
@@ -96,6 +96,7 @@ async fn export(
             elements: vec![],
             type_filters: vec![],
             organize_by_patient: false,
+            output_format: OutputFormat::Ndjson,
             access: None,
             since_ms,
             since_position,
@@ -167,7 +168,7 @@ fn main() {
             loaded.elapsed().as_secs_f64()
         );
 
-        let storage = Arc::new(LocalFolder::new(dir.path().join("exports")));
+        let storage = Arc::new(ExportStorage::local(dir.path().join("exports")).expect("storage"));
         let shared: Arc<dyn EventLog> = Arc::new(log.clone());
         let worker = ExportWorker::new(shared, storage, "https://bench/files".into(), i64::MAX / 2);
         let group = synthetic::all_patients_group_id(&config);

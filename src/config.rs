@@ -79,6 +79,28 @@ pub const ENVIRONMENT: &[(&str, &str, &str)] = &[
         "smart.login_lockout_seconds",
         "lockout length",
     ),
+    (
+        "SPHERE_BULK_STORAGE",
+        "bulk.storage",
+        "export files: local or s3",
+    ),
+    ("SPHERE_BULK_S3_BUCKET", "bulk.s3_bucket", "export bucket"),
+    (
+        "SPHERE_BULK_S3_ENDPOINT",
+        "bulk.s3_endpoint",
+        "S3-compatible service URL (empty: AWS)",
+    ),
+    ("SPHERE_BULK_S3_REGION", "bulk.s3_region", "bucket region"),
+    (
+        "SPHERE_BULK_S3_PREFIX",
+        "bulk.s3_prefix",
+        "key prefix of export files",
+    ),
+    (
+        "SPHERE_BULK_S3_ALLOW_HTTP",
+        "bulk.s3_allow_http",
+        "true: allow an http:// endpoint",
+    ),
 ];
 
 /// Keys whose environment values are whole numbers.
@@ -243,13 +265,15 @@ impl Config {
         for (name, key, _) in ENVIRONMENT {
             if let Some(value) = env(name) {
                 builder = match *key {
-                    "tls.enabled" | "smart.approval_required" => match parse_bool(&value) {
-                        Some(b) => set(builder, key, b, &mut problems),
-                        None => {
-                            problems.push(format!("{name}={value:?} must be true or false"));
-                            builder
+                    "tls.enabled" | "smart.approval_required" | "bulk.s3_allow_http" => {
+                        match parse_bool(&value) {
+                            Some(b) => set(builder, key, b, &mut problems),
+                            None => {
+                                problems.push(format!("{name}={value:?} must be true or false"));
+                                builder
+                            }
                         }
-                    },
+                    }
                     k if NUMERIC_KEYS.contains(&k) => match value.parse::<u64>() {
                         Ok(n) => set(builder, key, n, &mut problems),
                         Err(_) => {
@@ -382,6 +406,9 @@ impl Config {
         }
         if self.http.max_body_bytes == 0 {
             problems.push("http.max_body_bytes must be greater than 0".into());
+        }
+        if let Err(problem) = self.bulk.storage(&self.data_dir) {
+            problems.push(problem);
         }
         if problems.is_empty() {
             Ok(())

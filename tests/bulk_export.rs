@@ -298,6 +298,12 @@ async fn kickoff_without_the_required_headers_or_with_bad_parameters_is_a_400_op
             &server,
             "/fhir/r4/$export?organizeOutputBy=Encounter",
         ),
+        // Patient blocks are NDJSON: they do not combine with Parquet output.
+        kickoff_request(
+            &client,
+            &server,
+            "/fhir/r4/$export?organizeOutputBy=Patient&_outputFormat=application/vnd.apache.parquet",
+        ),
     ];
     for request in cases {
         let r = request.send().await.expect("kick-off");
@@ -733,4 +739,316 @@ async fn a_granular_scope_exports_only_the_resources_it_allows() {
             assert_eq!(o["category"][0]["coding"][0]["code"], "laboratory");
         }
     }
+}
+
+const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// The rows of a downloaded Parquet file, each column by name (nulls as `None`), read with the
+/// parquet crate's own reader.
+fn parquet_rows(bytes: bytes::Bytes) -> Vec<std::collections::BTreeMap<String, Option<String>>> {
+    use arrow_array::{Array, StringArray, TimestampMillisecondArray};
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .expect("a Parquet file")
+        .build()
+        .expect("reader");
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("a row group");
+        let schema = batch.schema();
+        for row in 0..batch.num_rows() {
+            let mut values = std::collections::BTreeMap::new();
+            for (n, field) in schema.fields().iter().enumerate() {
+                let column = batch.column(n);
+                let value = if column.is_null(row) {
+                    None
+                } else if let Some(text) = column.as_any().downcast_ref::<StringArray>() {
+                    Some(text.value(row).to_owned())
+                } else {
+                    let time = column
+                        .as_any()
+                        .downcast_ref::<TimestampMillisecondArray>()
+                        .expect("text or timestamp columns only");
+                    Some(time.value(row).to_string())
+                };
+                values.insert(field.name().clone(), value);
+            }
+            rows.push(values);
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn a_parquet_export_writes_one_file_per_type_whose_rows_are_the_exported_resources() {
+    let server = Server::start();
+    let client = backend_client(&server, SCOPE).await;
+    seed(&client, &server).await;
+    let status = kickoff(
+        &client,
+        &server,
+        &format!("/fhir/r4/Group/g1/$export?_outputFormat={PARQUET}"),
+    )
+    .await;
+    let manifest = wait_for_manifest(&client, &status).await;
+    let output = manifest["output"].as_array().expect("output");
+    let types: BTreeSet<String> = output
+        .iter()
+        .map(|e| e["type"].as_str().expect("type").to_owned())
+        .collect();
+    assert_eq!(types, set(&["Group", "Observation", "Patient"]));
+    let mut ids = BTreeSet::new();
+    for entry in output {
+        let url = entry["url"].as_str().expect("url");
+        assert!(url.ends_with(".parquet"), "{url}");
+        let r = client.get(url).send().await.expect("download");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], PARQUET);
+        let rows = parquet_rows(r.bytes().await.expect("bytes"));
+        assert_eq!(rows.len() as u64, entry["count"].as_u64().expect("count"));
+        for row in rows {
+            let column = |name: &str| row[name].clone();
+            let id = column("id").expect("id");
+            let resource_type = entry["type"].as_str().expect("type");
+            // The resource column is the resource as the FHIR API serves it.
+            let resource: Value =
+                serde_json::from_str(&column("resource").expect("resource")).expect("JSON");
+            let read: Value = client
+                .get(server.url(&format!("/fhir/r4/{resource_type}/{id}")))
+                .send()
+                .await
+                .expect("read")
+                .json()
+                .await
+                .expect("JSON");
+            assert_eq!(resource, read);
+            assert_eq!(column("versionId"), Some("1".to_owned()));
+            let last_updated = read["meta"]["lastUpdated"].as_str().expect("lastUpdated");
+            let last_updated_ms = time::OffsetDateTime::parse(
+                last_updated,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("instant")
+            .unix_timestamp_nanos()
+                / 1_000_000;
+            assert_eq!(column("lastUpdated"), Some(last_updated_ms.to_string()));
+            if resource_type == "Observation" {
+                let patient = id.split('-').next().expect("patient").to_owned();
+                assert_eq!(column("patient"), Some(patient.clone()));
+                assert_eq!(column("subject"), Some(format!("Patient/{patient}")));
+                assert_eq!(column("status"), Some("final".to_owned()));
+                assert_eq!(column("code"), Some("http://loinc.org|8867-4".to_owned()));
+            }
+            if resource_type == "Patient" {
+                assert_eq!(column("patient"), Some(id.clone()));
+                assert_eq!(column("subject"), None);
+            }
+            ids.insert(id);
+        }
+    }
+    assert_eq!(
+        ids,
+        set(&["g1", "p1", "p2", "p1-o1", "p1-o2", "p2-o1", "p2-o2"])
+    );
+
+    // Deletions stay NDJSON Bundles, as the spec has them.
+    delete(&client, &server, "Observation/p1-o2").await;
+    let since = manifest["transactionTime"].as_str().expect("time");
+    let status = kickoff(
+        &client,
+        &server,
+        &format!(
+            "/fhir/r4/Group/g1/$export?_outputFormat={PARQUET}&_since={}",
+            since.replace('+', "%2B")
+        ),
+    )
+    .await;
+    let second = wait_for_manifest(&client, &status).await;
+    assert!(second["output"].as_array().expect("output").is_empty());
+    let deleted = download_all(&client, &second, "deleted").await;
+    assert_eq!(
+        deleted[0]["entry"][0]["request"]["url"],
+        "Observation/p1-o2"
+    );
+}
+
+const S3_ACCESS_KEY: &str = "sphere-test";
+const S3_SECRET_KEY: &str = "sphere-test-secret";
+
+/// A real S3-protocol server (s3s over the folder `root`, one sub-folder per bucket) on a local
+/// port, served by the test's own runtime for as long as the test runs.
+async fn s3_server(root: &std::path::Path) -> String {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs root");
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        S3_ACCESS_KEY,
+        S3_SECRET_KEY,
+    ));
+    let service = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        while let Ok((socket, _)) = listener.accept().await {
+            let connection = http
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// The files under `dir`, as paths relative to it.
+fn files_under(dir: &std::path::Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                found.insert(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_s3_storage_files_are_objects_in_the_bucket_downloaded_in_ranges_and_removed_on_cancel(
+) {
+    let buckets = tempfile::tempdir().expect("bucket root");
+    std::fs::create_dir(buckets.path().join("exports")).expect("bucket");
+    let endpoint = s3_server(buckets.path()).await;
+    let data = tempfile::tempdir().expect("data dir");
+    let server = Server::start_in(
+        data.path(),
+        &[],
+        &[
+            ("SPHERE_BULK_STORAGE", "s3"),
+            ("SPHERE_BULK_S3_BUCKET", "exports"),
+            ("SPHERE_BULK_S3_ENDPOINT", &endpoint),
+            ("SPHERE_BULK_S3_ALLOW_HTTP", "true"),
+            ("SPHERE_BULK_S3_PREFIX", "sphere/bulk"),
+            ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+        ],
+    );
+    let client = backend_client(&server, SCOPE).await;
+    seed(&client, &server).await;
+    let status = kickoff(&client, &server, "/fhir/r4/Group/g1/$export").await;
+    let manifest = wait_for_manifest(&client, &status).await;
+    let resources = download_all(&client, &manifest, "output").await;
+    assert_eq!(ids_of(&resources, "Patient"), set(&["p1", "p2"]));
+    assert_eq!(ids_of(&resources, "Observation").len(), 4);
+
+    // The files are objects under the prefix, nothing else (no parts left behind).
+    let job = status.rsplit('/').next().expect("job id");
+    let in_bucket = files_under(&buckets.path().join("exports"));
+    let expected: BTreeSet<String> = ["Group", "Observation", "Patient"]
+        .iter()
+        .map(|t| format!("sphere/bulk/{job}/{t}.ndjson"))
+        .collect();
+    assert_eq!(in_bucket, expected);
+
+    let url = manifest["output"][0]["url"].as_str().expect("url");
+    let whole = client
+        .get(url)
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    let r = client
+        .get(url)
+        .header("range", "bytes=5-14")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 5-14/{}", whole.len()).as_str()
+    );
+    assert_eq!(r.bytes().await.expect("bytes"), whole.slice(5..15));
+
+    let r = client.delete(&status).send().await.expect("delete");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(files_under(&buckets.path().join("exports")).is_empty());
+    assert_eq!(
+        client.get(url).send().await.expect("get").status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_running_export_cancels_it_and_frees_the_clients_slot() {
+    let server = Server::start();
+    let client = backend_client(&server, SCOPE).await;
+    // Enough resources (one transaction) that an export runs for a while after its kick-off.
+    let entries: Vec<Value> = (0..3000)
+        .map(|n| {
+            let o = observation(&format!("bulk-o{n}"), "p1", n);
+            json!({"resource": o, "request": {"method": "PUT", "url": format!("Observation/bulk-o{n}")}})
+        })
+        .chain([json!({"resource": patient("p1"), "request": {"method": "PUT", "url": "Patient/p1"}})])
+        .collect();
+    let r = client
+        .post(server.url("/fhir/r4"))
+        .header("content-type", FHIR_JSON)
+        .json(&json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}))
+        .send()
+        .await
+        .expect("transaction");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Kick off and poll at once; an export that already finished (a very fast machine) is
+    // dropped and another kicked off, until one is caught running.
+    let mut caught_running = None;
+    for _ in 0..20 {
+        let status = kickoff(&client, &server, "/fhir/r4/$export").await;
+        let r = client.get(&status).send().await.expect("poll");
+        if r.status() == StatusCode::ACCEPTED {
+            caught_running = Some(status);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = client.delete(&status).send().await.expect("delete");
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let status = caught_running.expect("an export still running right after its kick-off");
+    let r = client.delete(&status).send().await.expect("delete");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = client.get(&status).send().await.expect("poll");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.expect("JSON");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    // A second DELETE finds nothing to cancel.
+    let r = client.delete(&status).send().await.expect("delete");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // The cancelled job no longer counts against the client's running jobs: with the limit
+    // (2) reached by two running exports, a third is refused; cancel one and it is accepted.
+    let first = kickoff(&client, &server, "/fhir/r4/$export").await;
+    let second = kickoff(&client, &server, "/fhir/r4/$export").await;
+    let r = kickoff_request(&client, &server, "/fhir/r4/$export")
+        .send()
+        .await
+        .expect("kick-off");
+    if r.status() == StatusCode::TOO_MANY_REQUESTS {
+        let r = client.delete(&first).send().await.expect("delete");
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let third = kickoff(&client, &server, "/fhir/r4/$export").await;
+        wait_for_manifest(&client, &third).await;
+    }
+    let manifest = wait_for_manifest(&client, &second).await;
+    let resources = download_all(&client, &manifest, "output").await;
+    assert_eq!(ids_of(&resources, "Observation").len(), 3000);
 }

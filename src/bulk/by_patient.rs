@@ -70,11 +70,7 @@ impl PatientBlocks {
     }
 
     /// Writes the output files; returns (file name, lines) of each.
-    pub fn write(
-        self,
-        storage: &dyn ExportStorage,
-        job_id: &str,
-    ) -> io::Result<Vec<(String, u64)>> {
+    pub fn write(self, storage: &ExportStorage, job_id: &str) -> io::Result<Vec<(String, u64)>> {
         let scratch = self.spill.into_inner().map_err(|e| e.into_error())?;
         let mut buffer = Vec::new();
         let mut copy = |out: &mut dyn Write, e: Entry| -> io::Result<()> {

@@ -16,12 +16,14 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use sphere_domain::fhir::compartment::{in_patient_compartment, patient_compartment_params};
 use sphere_domain::fhir::search_parameters::{search_parameter, SearchParamDef};
+use sphere_domain::fhir::search_value::{parse_reference, RefTarget};
 use sphere_domain::resource::{
     is_resource_event, RESOURCE_CREATED, RESOURCE_DELETED, RESOURCE_UPDATED,
 };
 
 use super::by_patient::PatientBlocks;
-use super::job::{ExportLevel, ExportRequested};
+use super::job::{ExportLevel, ExportRequested, OutputFormat};
+use super::parquet::{ParquetOutput, Row};
 use super::scopes::{ExportScopes, TypeAccess};
 use super::storage::{ExportStorage, PartFile};
 use super::type_filter::TypeFilters;
@@ -31,6 +33,8 @@ use crate::eventlog::{
 
 /// Events per log read.
 const PAGE: usize = 4096;
+/// Versions per backwards read of a Group's stream (the newest is nearly always the one).
+const PAGE_BACKWARDS: usize = 8;
 
 /// Manifest extension key holding the log position the export read to.
 pub const POSITION_EXTENSION: &str =
@@ -63,32 +67,33 @@ pub struct ExportFiles {
 }
 
 /// The members of `Group/{id}` as of `end`: the `Patient` ids of `member.entity`, leaving out
-/// members marked inactive.
+/// members marked inactive. Reads the Group's stream backwards from its newest version, so
+/// usually one event.
 pub async fn group_members(
     log: &dyn EventLog,
     group_id: &str,
     end: u64,
+    base: &str,
 ) -> Result<Option<HashSet<String>>, ExportError> {
     let stream = sphere_domain::resource::stream_name("Group", group_id);
     let mut last: Option<RecordedEvent> = None;
-    let mut start = 0;
-    loop {
+    let mut from = StreamStart::Origin;
+    'read: loop {
         let page = log
-            .read_stream(
-                &stream,
-                Direction::Forwards,
-                StreamStart::Revision(start),
-                PAGE,
-            )
+            .read_stream(&stream, Direction::Backwards, from, PAGE_BACKWARDS)
             .await?;
         let n = page.len();
         for e in page {
-            start = e.revision + 1;
             if e.position.0 <= end {
                 last = Some(e);
+                break 'read;
+            }
+            match e.revision.checked_sub(1) {
+                Some(before) => from = StreamStart::Revision(before),
+                None => break 'read,
             }
         }
-        if n < PAGE {
+        if n < PAGE_BACKWARDS {
             break;
         }
     }
@@ -106,24 +111,24 @@ pub async fn group_members(
             members
                 .iter()
                 .filter(|m| m["inactive"].as_bool() != Some(true))
-                .filter_map(|m| patient_reference(&m["entity"]))
-                .map(str::to_owned)
+                .filter_map(|m| patient_reference(&m["entity"], base))
                 .collect()
         })
         .unwrap_or_default();
     Ok(Some(members))
 }
 
-/// The patient id of a Reference (`{"reference": "Patient/1"}`, absolute or versioned too).
-fn patient_reference(value: &Value) -> Option<&str> {
+/// The patient id of a Reference (`{"reference": "Patient/1"}`, versioned, or absolute under
+/// this server's FHIR base `base`), read as reference search reads it.
+fn patient_reference(value: &Value, base: &str) -> Option<String> {
     let reference = value
         .get("reference")
         .and_then(Value::as_str)
         .or_else(|| value.as_str())?;
-    let reference = reference.split("/_history/").next()?;
-    let mut parts = reference.rsplitn(3, '/');
-    let id = parts.next()?;
-    (parts.next()? == "Patient").then_some(id)
+    match parse_reference(reference, base)? {
+        RefTarget::Local { resource_type, id } if resource_type == "Patient" => Some(id),
+        _ => None,
+    }
 }
 
 /// Up to this many types, the log read filters by category; beyond, it reads every event in
@@ -171,7 +176,7 @@ fn scope_types(req: &ExportRequested) -> (Option<HashSet<String>>, EventFilter) 
 /// Runs an export: writes its files to `storage` under `req.job_id` and says what it wrote.
 pub async fn run(
     log: Arc<dyn EventLog>,
-    storage: Arc<dyn ExportStorage>,
+    storage: Arc<ExportStorage>,
     fhir_base: &str,
     req: &ExportRequested,
     cancel: Arc<AtomicBool>,
@@ -182,7 +187,7 @@ pub async fn run(
     };
     let population: Option<HashSet<String>> = match &req.level {
         ExportLevel::Group { id } => Some(
-            group_members(log.as_ref(), id, end)
+            group_members(log.as_ref(), id, end, fhir_base)
                 .await?
                 .ok_or_else(|| ExportError::GroupNotFound(id.clone()))?,
         ),
@@ -199,7 +204,7 @@ pub async fn run(
         if cancel.load(Ordering::Relaxed) {
             return Err(ExportError::Cancelled);
         }
-        let page = log.read_all(after, &filter, PAGE).await?;
+        let page = log.read_all_heads(after, &filter, PAGE).await?;
         let n = page.len();
         for e in &page {
             if !in_window(e, end, req.until_ms) {
@@ -268,9 +273,12 @@ pub async fn run(
         storage: storage.clone(),
         job_id: req.job_id.clone(),
         writers: BTreeMap::new(),
+        format: req.output_format,
         deleted: Vec::new(),
         keep_deleted: req.since_position.is_some() || req.since_ms.is_some(),
         params: HashMap::new(),
+        roots: HashMap::new(),
+        base: fhir_base.to_owned(),
     };
     let materializer = tokio::task::spawn_blocking({
         let cancel = cancel.clone();
@@ -337,11 +345,9 @@ pub async fn run(
                 files.output.push((String::new(), name, count));
             }
         }
-        for (resource_type, (writer, count)) in materializer.writers {
-            writer.commit()?;
-            files
-                .output
-                .push((resource_type.clone(), format!("{resource_type}.ndjson"), count));
+        for (resource_type, output) in materializer.writers {
+            let (name, count) = output.commit(&resource_type)?;
+            files.output.push((resource_type, name, count));
         }
         if !deleted.is_empty() {
             let name = "Bundle-deleted.ndjson";
@@ -380,14 +386,20 @@ struct Materializer {
     latest: HashMap<String, u64>,
     population: Option<HashSet<String>>,
     elements: Elements,
-    storage: Arc<dyn ExportStorage>,
+    storage: Arc<ExportStorage>,
     job_id: String,
-    writers: BTreeMap<String, (Box<dyn PartFile>, u64)>,
+    writers: BTreeMap<String, TypeOutput>,
+    format: OutputFormat,
     /// (stream, revision) of resources whose last event in the window is a deletion.
     deleted: Vec<(String, u64)>,
     /// Deletions are reported only to `_since` exports (a full export just leaves them out).
     keep_deleted: bool,
     params: HashMap<String, Vec<&'static SearchParamDef>>,
+    /// This server's FHIR base URL: absolute references under it are local.
+    base: String,
+    /// Per type, the root elements its patient compartment parameters read.
+    /// `None`: a parameter not rooted at an element (the whole resource is parsed).
+    roots: HashMap<String, Option<Vec<String>>>,
 }
 
 impl Materializer {
@@ -410,14 +422,22 @@ impl Materializer {
         }
         let per_resource_scopes = access == Some(TypeAccess::EachResource);
         let filtered = self.filters.applies_to(resource_type);
-        let needs_parse = self.population.is_some()
-            || self.elements.applies_to(resource_type)
+        let needs_parse = self.elements.applies_to(resource_type)
             || filtered
             || per_resource_scopes
             || self.by_patient.is_some()
+            || self.format == OutputFormat::Parquet
             || event.data.contains(&b'\n');
         let mut patients = Vec::new();
         let line: Vec<u8>;
+        if !needs_parse && self.population.is_some() {
+            // Only the population decides: parse just the elements the patient compartment is
+            // read from, and write the stored JSON as it is.
+            let compartment = self.compartment_elements(resource_type, &event)?;
+            if !self.in_population(resource_type, id, &compartment) {
+                return Ok(());
+            }
+        }
         let body: &[u8] = if needs_parse {
             let value: Value = serde_json::from_slice(&event.data).map_err(|_| {
                 EventLogError::Corrupt(format!("{} holds a body that is not JSON", event.stream))
@@ -439,6 +459,25 @@ impl Materializer {
             if self.by_patient.is_some() {
                 patients = self.patients_of(resource_type, id, &value);
             }
+            if self.format == OutputFormat::Parquet {
+                let patient = self
+                    .patients_of(resource_type, id, &value)
+                    .into_iter()
+                    .next();
+                let value = self.elements.subset(resource_type, value);
+                let json = serde_json::to_string(&value).map_err(std::io::Error::other)?;
+                let row = Row::new(
+                    &value,
+                    json,
+                    crate::fhir::store::last_updated_ms(&event),
+                    sphere_domain::resource::version_id(event.revision).to_string(),
+                    patient,
+                );
+                return match self.output(resource_type)? {
+                    TypeOutput::Parquet(file) => Ok(file.push(row)?),
+                    TypeOutput::Ndjson(..) => Ok(()),
+                };
+            }
             let value = self.elements.subset(resource_type, value);
             line = serde_json::to_vec(&value).map_err(std::io::Error::other)?;
             &line
@@ -449,21 +488,89 @@ impl Materializer {
             blocks.add(&patients, resource_type == "Patient", body)?;
             return Ok(());
         }
-        let (writer, count) = match self.writers.get_mut(resource_type) {
-            Some(w) => w,
-            None => {
-                let part = self
-                    .storage
-                    .create(&self.job_id, &format!("{resource_type}.ndjson"))?;
-                self.writers
-                    .entry(resource_type.to_owned())
-                    .or_insert((part, 0))
-            }
-        };
-        writer.write_all(body)?;
-        writer.write_all(b"\n")?;
-        *count += 1;
+        if let TypeOutput::Ndjson(writer, count) = self.output(resource_type)? {
+            writer.write_all(body)?;
+            writer.write_all(b"\n")?;
+            *count += 1;
+        }
         Ok(())
+    }
+
+    /// The output file of a type, created on its first resource.
+    fn output(&mut self, resource_type: &str) -> Result<&mut TypeOutput, ExportError> {
+        if !self.writers.contains_key(resource_type) {
+            let name = TypeOutput::file_name(self.format, resource_type);
+            let part = self.storage.create(&self.job_id, &name)?;
+            let output = match self.format {
+                OutputFormat::Ndjson => TypeOutput::Ndjson(part, 0),
+                OutputFormat::Parquet => {
+                    TypeOutput::Parquet(Box::new(ParquetOutput::new(part, resource_type)?))
+                }
+            };
+            self.writers.insert(resource_type.to_owned(), output);
+        }
+        self.writers
+            .get_mut(resource_type)
+            .ok_or(ExportError::Worker)
+    }
+
+    /// The root elements of `event`'s resource that decide its patient compartment, as a JSON
+    /// object: the other elements are skipped over, not built. The whole resource when it is
+    /// not a plain JSON object of elements.
+    fn compartment_elements(
+        &mut self,
+        resource_type: &str,
+        event: &RecordedEvent,
+    ) -> Result<Value, ExportError> {
+        let corrupt =
+            || EventLogError::Corrupt(format!("{} holds a body that is not JSON", event.stream));
+        if resource_type == "Patient" {
+            return Ok(Value::Null);
+        }
+        let roots = self
+            .roots
+            .entry(resource_type.to_owned())
+            .or_insert_with(|| {
+                let mut roots = Vec::new();
+                for code in patient_compartment_params(resource_type) {
+                    // Parameters without a compiled path find nothing (as `extract` has it).
+                    let Some(path) =
+                        search_parameter(resource_type, code).and_then(|d| d.path.as_ref())
+                    else {
+                        continue;
+                    };
+                    for steps in path.branches() {
+                        match steps.first() {
+                            Some(sphere_domain::fhir::search_path::Step::Field(name)) => {
+                                roots.push(name.clone())
+                            }
+                            // A branch not rooted at an element: read the whole resource.
+                            _ => return None,
+                        }
+                    }
+                }
+                roots.sort();
+                roots.dedup();
+                Some(roots)
+            });
+        let Some(roots) = roots else {
+            return serde_json::from_slice(&event.data).map_err(|_| corrupt().into());
+        };
+        let top: HashMap<&str, &serde_json::value::RawValue> =
+            match serde_json::from_slice(&event.data) {
+                Ok(top) => top,
+                // Escaped keys cannot be borrowed: parse it all.
+                Err(_) => return serde_json::from_slice(&event.data).map_err(|_| corrupt().into()),
+            };
+        let mut picked = Map::new();
+        for (key, raw) in top {
+            // A choice element's root (`effective`) matches each of its keys (`effectiveDateTime`).
+            if roots.iter().any(|r| key.starts_with(r.as_str())) {
+                let value: Value = serde_json::from_str(raw.get()).map_err(|_| corrupt())?;
+                picked.insert(key.to_owned(), value);
+            }
+        }
+        Ok(Value::Object(picked))
     }
 
     /// The patients whose compartments hold this resource (of the population, if any).
@@ -484,7 +591,7 @@ impl Materializer {
                 .iter()
                 .filter_map(|def| def.extract(resource))
                 .flatten()
-                .filter_map(|f| patient_reference(f.value).map(str::to_owned))
+                .filter_map(|f| patient_reference(f.value, &self.base))
                 .collect()
         };
         if let Some(population) = &self.population {
@@ -515,11 +622,47 @@ impl Materializer {
             });
         params.iter().any(|def| {
             def.extract(resource).is_some_and(|found| {
-                found
-                    .iter()
-                    .any(|f| patient_reference(f.value).is_some_and(|p| population.contains(p)))
+                found.iter().any(|f| {
+                    patient_reference(f.value, &self.base).is_some_and(|p| population.contains(&p))
+                })
             })
         })
+    }
+}
+
+/// The output file of one type.
+enum TypeOutput {
+    /// An NDJSON file and its lines.
+    Ndjson(Box<dyn PartFile>, u64),
+    Parquet(Box<ParquetOutput>),
+}
+
+impl TypeOutput {
+    fn file_name(format: OutputFormat, resource_type: &str) -> String {
+        match format {
+            OutputFormat::Ndjson => format!("{resource_type}.ndjson"),
+            OutputFormat::Parquet => format!("{resource_type}.parquet"),
+        }
+    }
+
+    /// Publishes the file; returns its name and how many resources it holds.
+    fn commit(self, resource_type: &str) -> std::io::Result<(String, u64)> {
+        match self {
+            TypeOutput::Ndjson(part, count) => {
+                part.commit()?;
+                Ok((
+                    TypeOutput::file_name(OutputFormat::Ndjson, resource_type),
+                    count,
+                ))
+            }
+            TypeOutput::Parquet(file) => {
+                let count = file.commit()?;
+                Ok((
+                    TypeOutput::file_name(OutputFormat::Parquet, resource_type),
+                    count,
+                ))
+            }
+        }
     }
 }
 
@@ -597,15 +740,19 @@ mod tests {
 
     #[test]
     fn patient_references_are_read_relative_absolute_and_versioned() {
+        let base = "https://x/fhir";
+        let read = |v: Value| patient_reference(&v, base);
+        assert_eq!(read(json!({"reference": "Patient/a1"})), Some("a1".into()));
         assert_eq!(
-            patient_reference(&json!({"reference": "Patient/a1"})),
-            Some("a1")
+            read(json!({"reference": "https://x/fhir/Patient/a1/_history/2"})),
+            Some("a1".into())
         );
+        // Another server's Patient is not one of ours.
         assert_eq!(
-            patient_reference(&json!({"reference": "https://x/fhir/Patient/a1/_history/2"})),
-            Some("a1")
+            read(json!({"reference": "https://y/fhir/Patient/a1"})),
+            None
         );
-        assert_eq!(patient_reference(&json!({"reference": "Group/a1"})), None);
+        assert_eq!(read(json!({"reference": "Group/a1"})), None);
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct ExportRequested {
     /// `organizeOutputBy=Patient`: files hold patient blocks, each headed by a `Parameters`.
     #[serde(default)]
     pub organize_by_patient: bool,
+    /// `_outputFormat`: NDJSON (the default) or Parquet.
+    #[serde(default)]
+    pub output_format: OutputFormat,
     /// The requesting token's scopes (and patient), so the worker drops what they do not
     /// allow (granular scopes too). `None`: the operator, or a job from before this was kept.
     #[serde(default)]
@@ -74,6 +77,16 @@ pub struct ExportRequested {
     /// The client that may poll, download and cancel.
     pub client_id: String,
     pub requested_ms: i64,
+}
+
+/// The format of an export's output files (deleted and error files are NDJSON whatever it is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OutputFormat {
+    #[default]
+    Ndjson,
+    /// `application/vnd.apache.parquet`: one Parquet file per type.
+    Parquet,
 }
 
 /// The scopes an export was requested with: scope strings only, never the token.
@@ -282,6 +295,7 @@ mod tests {
             elements: vec![],
             type_filters: vec![],
             organize_by_patient: false,
+            output_format: OutputFormat::Ndjson,
             access: None,
             since_ms: None,
             since_position: None,

@@ -4,7 +4,8 @@
 use serde_json::Value;
 use warp::http::{HeaderMap, Method};
 
-use super::job::ExportLevel;
+use super::job::{ExportLevel, OutputFormat};
+use super::parquet::PARQUET_MEDIA_TYPE;
 use crate::fhir::store::{now_ms, parse_fhir_time};
 
 /// The output formats Bulk Data 2.0.0 names for NDJSON.
@@ -22,6 +23,7 @@ pub struct KickoffParams {
     pub type_filters: Vec<String>,
     /// `organizeOutputBy=Patient`.
     pub organize_by_patient: bool,
+    pub output_format: OutputFormat,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -110,11 +112,15 @@ pub fn parse(
     for (name, value) in pairs {
         match name.as_str() {
             "_outputFormat" => {
-                if !NDJSON_FORMATS.contains(&value.as_str()) {
+                params.output_format = if NDJSON_FORMATS.contains(&value.as_str()) {
+                    OutputFormat::Ndjson
+                } else if value == PARQUET_MEDIA_TYPE {
+                    OutputFormat::Parquet
+                } else {
                     return Err(bad(format!(
-                        "_outputFormat {value:?} is not supported (use application/fhir+ndjson)"
+                        "_outputFormat {value:?} is not supported (use application/fhir+ndjson or {PARQUET_MEDIA_TYPE})"
                     )));
-                }
+                };
             }
             "_type" => {
                 for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -201,6 +207,13 @@ pub fn parse(
             }
         }
     }
+    if params.organize_by_patient && params.output_format == OutputFormat::Parquet {
+        // Patient blocks are NDJSON lines headed by a Parameters resource; a Parquet file has
+        // one schema per type, so the two do not combine.
+        return Err(bad(format!(
+            "organizeOutputBy=Patient writes NDJSON patient blocks; it cannot be combined with _outputFormat={PARQUET_MEDIA_TYPE}"
+        )));
+    }
     if let (Some(s), Some(u)) = (params.since_ms, params.until_ms) {
         if u < s {
             return Err(bad("_until is before _since"));
@@ -223,6 +236,17 @@ mod tests {
             assert!(parse(&ExportLevel::System, &pairs(&format!("_outputFormat={f}"))).is_ok());
         }
         assert!(parse(&ExportLevel::System, &pairs("_outputFormat=text/csv")).is_err());
+        let parquet = parse(
+            &ExportLevel::System,
+            &pairs("_outputFormat=application/vnd.apache.parquet"),
+        )
+        .expect("parquet is accepted");
+        assert_eq!(parquet.output_format, OutputFormat::Parquet);
+        assert!(parse(
+            &ExportLevel::System,
+            &pairs("_outputFormat=application/vnd.apache.parquet&organizeOutputBy=Patient"),
+        )
+        .is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`job`]: export jobs as events in `export-{job_id}` and the registry folded from them;
 //! - [`worker`]: runs jobs, records their end, resumes them after a restart, expires files;
 //! - [`export`]: the export itself, log window -> NDJSON files;
+//! - [`parquet`]: the same as one Parquet file per type (`_outputFormat`);
 //! - [`storage`]: where files go (a local folder), written atomically.
 //!
 //! URLs: kick-off at `/fhir/r4/$export`, `/fhir/r4/Patient/$export`,
@@ -14,6 +15,7 @@ pub mod by_patient;
 pub mod export;
 pub mod job;
 pub mod kickoff;
+pub mod parquet;
 pub mod scopes;
 pub mod storage;
 pub mod type_filter;
@@ -22,18 +24,17 @@ pub mod worker;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::{Filter, Reply};
 
 use crate::app::App;
 use crate::fhir::access::{access_context, AccessContext, Denied, Interaction};
+use crate::fhir::outcome::FhirError;
 use crate::fhir::store::now_ms;
 use job::{ExportLevel, ExportRequested, JobStatus};
-use storage::LocalFolder;
+use storage::{ExportStorage, StorageConfig};
 use worker::ExportWorker;
 
 /// The `[bulk]` configuration section.
@@ -46,6 +47,16 @@ pub struct BulkConfig {
     pub expiry_hours: u64,
     /// Running jobs one client may have; one more is refused with 429.
     pub max_jobs_per_client: usize,
+    /// `local` (a folder: `output_dir`) or `s3` (an S3-compatible bucket: the `s3_` keys).
+    pub storage: String,
+    pub s3_bucket: String,
+    /// Empty: AWS; else the S3-compatible service's URL.
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    /// Key prefix of export files in the bucket.
+    pub s3_prefix: String,
+    /// Allow an `http://` endpoint (tests, in-cluster services).
+    pub s3_allow_http: bool,
 }
 
 impl Default for BulkConfig {
@@ -54,6 +65,52 @@ impl Default for BulkConfig {
             output_dir: String::new(),
             expiry_hours: 24,
             max_jobs_per_client: 2,
+            storage: "local".into(),
+            s3_bucket: String::new(),
+            s3_endpoint: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_prefix: "exports".into(),
+            s3_allow_http: false,
+        }
+    }
+}
+
+impl BulkConfig {
+    /// The storage these settings describe, or what is wrong with them.
+    pub fn storage(&self, data_dir: &std::path::Path) -> Result<StorageConfig, String> {
+        match self.storage.as_str() {
+            "local" => Ok(StorageConfig::Local {
+                root: if self.output_dir.is_empty() {
+                    data_dir.join("exports")
+                } else {
+                    PathBuf::from(&self.output_dir)
+                },
+            }),
+            "s3" => {
+                if self.s3_bucket.trim().is_empty() {
+                    return Err("bulk.storage = \"s3\" needs bulk.s3_bucket".into());
+                }
+                let endpoint = self.s3_endpoint.trim();
+                let allowed = endpoint.is_empty()
+                    || endpoint.starts_with("https://")
+                    || (self.s3_allow_http && endpoint.starts_with("http://"));
+                if !allowed {
+                    return Err(format!(
+                        "bulk.s3_endpoint = {endpoint:?} must be an https:// URL (http:// only with bulk.s3_allow_http = true)"
+                    ));
+                }
+                Ok(StorageConfig::S3 {
+                    bucket: self.s3_bucket.trim().to_owned(),
+                    endpoint: endpoint.to_owned(),
+                    region: self.s3_region.clone(),
+                    prefix: self.s3_prefix.trim_matches('/').to_owned(),
+                    allow_http: self.s3_allow_http,
+                    scratch: data_dir.join("export-scratch"),
+                })
+            }
+            other => Err(format!(
+                "bulk.storage = {other:?} must be \"local\" or \"s3\""
+            )),
         }
     }
 }
@@ -65,12 +122,21 @@ const MAX_KICKOFF_BODY: u64 = 4 * 1024 * 1024;
 
 /// The export routes, and the worker behind them (started here: it lives as long as the routes).
 pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
-    let root = if app.config.bulk.output_dir.is_empty() {
-        app.config.data_dir.join("exports")
-    } else {
-        PathBuf::from(&app.config.bulk.output_dir)
-    };
-    let storage = Arc::new(LocalFolder::new(root.clone()));
+    // The config was validated at start, so only the backend itself can refuse here.
+    let storage = app
+        .config
+        .bulk
+        .storage(&app.config.data_dir)
+        .map_err(std::io::Error::other)
+        .and_then(|config| ExportStorage::open(&config))
+        .map(Arc::new)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "export storage unavailable: exports go to a temporary folder");
+            Arc::new(
+                ExportStorage::local(std::env::temp_dir().join("sphere-exports"))
+                    .expect("a temporary folder for exports"),
+            )
+        });
     let worker = ExportWorker::new(
         app.log.clone(),
         storage,
@@ -131,9 +197,9 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
              ctx: Result<AccessContext, Denied>,
              bulk: Arc<Bulk>,
              body| async move {
-                let body = match read_body(body).await {
+                let body = match crate::fhir::read_body(body, MAX_KICKOFF_BODY, &headers).await {
                     Ok(b) => b,
-                    Err(response) => return response,
+                    Err(e) => return error_response(e),
                 };
                 bulk.kickoff(method, level, &query, &headers, ctx, &body)
                     .await
@@ -151,74 +217,31 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
              bulk: Arc<Bulk>| async move { bulk.status(&job_id, method, ctx).await },
         );
 
-    let download =
-        warp::path!("fhir" / "r4" / "bulk" / "files" / ..).and(
-            warp::get()
-                .and(warp::path::peek())
-                .and(access_context())
-                .and(with_bulk)
-                .and_then(
-                    |peek: warp::path::Peek,
-                     ctx: Result<AccessContext, Denied>,
-                     bulk: Arc<Bulk>| async move {
-                        bulk.authorize_download(peek.as_str(), ctx)
-                            .map_err(warp::reject::custom)
-                    },
-                )
-                .untuple_one()
-                .and(warp::fs::dir(root))
-                .map(|file: warp::fs::File| {
-                    let mut response = file.into_response();
-                    if response.status().is_success() {
-                        response.headers_mut().insert(
-                            warp::http::header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/fhir+ndjson"),
-                        );
-                    }
-                    response
-                })
-                .recover(|rejection: warp::Rejection| async move {
-                    let response = match rejection.find::<DownloadRefused>() {
-                        Some(refused) => outcome(refused.status, refused.message),
-                        None => outcome(StatusCode::NOT_FOUND, "no such export file"),
-                    };
-                    Ok::<_, std::convert::Infallible>(response)
-                })
-                .unify(),
+    let download = warp::path!("fhir" / "r4" / "bulk" / "files" / String / String)
+        .and(warp::get())
+        .and(warp::header::optional::<String>("range"))
+        .and(access_context())
+        .and(with_bulk)
+        .then(
+            |job_id: String,
+             name: String,
+             range: Option<String>,
+             ctx: Result<AccessContext, Denied>,
+             bulk: Arc<Bulk>| async move {
+                bulk.download(&job_id, &name, range.as_deref(), ctx).await
+            },
         );
 
     kickoff.or(status).unify().or(download).unify().boxed()
 }
 
-/// Reads a kick-off body (a GET has none), refusing more than [`MAX_KICKOFF_BODY`] bytes.
-async fn read_body<S, B>(mut body: S) -> Result<Bytes, warp::reply::Response>
-where
-    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: warp::Buf,
-{
-    use futures::StreamExt;
-    let mut buffer = bytes::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|_| {
-            outcome(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read",
-            )
-        })?;
-        if (buffer.len() + chunk.remaining()) as u64 > MAX_KICKOFF_BODY {
-            return Err(outcome(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the kick-off body is too large",
-            ));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            let n = part.len();
-            buffer.extend_from_slice(part);
-            chunk.advance(n);
-        }
+/// The media type of an export file, by its name.
+fn media_type(name: &str) -> &'static str {
+    if name.ends_with(".parquet") {
+        parquet::PARQUET_MEDIA_TYPE
+    } else {
+        "application/fhir+ndjson"
     }
-    Ok(buffer.freeze())
 }
 
 /// The export level of a kick-off path, at `/fhir/r4` or at the root.
@@ -241,13 +264,40 @@ fn kickoff_level(path: &str) -> Option<ExportLevel> {
     }
 }
 
-#[derive(Debug)]
-struct DownloadRefused {
-    status: StatusCode,
-    message: &'static str,
+/// What a `Range` header asks of a file of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAnswer {
+    /// Not a single byte range this server serves (several ranges, another unit): the whole
+    /// file, as RFC 9110 allows.
+    Whole,
+    Part(std::ops::Range<u64>),
+    Unsatisfiable,
 }
 
-impl warp::reject::Reject for DownloadRefused {}
+/// Reads `bytes=first-last`, `bytes=first-` and `bytes=-suffix`.
+fn byte_range(header: &str, size: u64) -> RangeAnswer {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeAnswer::Whole;
+    };
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    let range = match (first.trim().is_empty(), number(first), number(last)) {
+        (true, _, Some(suffix)) if suffix > 0 => size.saturating_sub(suffix)..size,
+        (false, Some(first), None) if last.trim().is_empty() => first..size,
+        (false, Some(first), Some(last)) if last >= first => first..(last + 1).min(size),
+        _ => return RangeAnswer::Whole,
+    };
+    if range.start >= size || range.is_empty() {
+        RangeAnswer::Unsatisfiable
+    } else {
+        RangeAnswer::Part(range)
+    }
+}
 
 struct Bulk {
     app: Arc<App>,
@@ -267,10 +317,9 @@ impl Bulk {
         .map(|r| r.is_ok());
         match waited {
             Ok(true) => Ok(()),
-            _ => Err(outcome(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "export jobs are still being restored; retry later",
-            )),
+            _ => Err(error_response(FhirError::Unavailable(
+                "export jobs are still being restored; retry later".into(),
+            ))),
         }
     }
 
@@ -296,13 +345,13 @@ impl Bulk {
             return response;
         }
         if let Err(e) = kickoff::check_headers(headers) {
-            return outcome(StatusCode::BAD_REQUEST, &e.0);
+            return error_response(FhirError::BadRequest(e.0));
         }
         let params = match kickoff::raw_parameters(&method, query, body)
             .and_then(|pairs| kickoff::parse(&level, &pairs))
         {
             Ok(p) => p,
-            Err(e) => return outcome(StatusCode::BAD_REQUEST, &e.0),
+            Err(e) => return error_response(FhirError::BadRequest(e.0)),
         };
         // Authorization: the caller must be allowed to read each type it asks for; asked for
         // nothing in particular, it gets the types it may read. `SearchType` is the check:
@@ -347,14 +396,8 @@ impl Bulk {
         let client_id = client_of(&ctx);
         let limit = self.app.config.bulk.max_jobs_per_client;
         if self.worker.jobs.running_for(&client_id) >= limit {
-            let mut response = outcome(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many export jobs running for this client; wait for one to finish",
-            );
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from_static("30"));
-            return response;
+            // Retry-After: a job usually ends within half a minute.
+            return error_response(FhirError::Denied(Denied::RateLimited(30)));
         }
         let log = self.app.log.as_ref();
         let head = match log.head().await {
@@ -362,14 +405,11 @@ impl Bulk {
             Err(e) => return log_failure(e),
         };
         if let (ExportLevel::Group { id }, Some(end)) = (&level, head) {
-            match export::group_members(log, id, end.0).await {
+            match export::group_members(log, id, end.0, &self.app.config.fhir_base_url()).await {
                 Ok(Some(_)) => {}
-                Ok(None) => return outcome(StatusCode::NOT_FOUND, "no such Group"),
+                Ok(None) => return error_response(FhirError::NotFound("no such Group".into())),
                 Err(_) => {
-                    return outcome(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "reading the Group failed",
-                    )
+                    return error_response(FhirError::Internal("reading the Group failed".into()))
                 }
             }
         }
@@ -406,6 +446,7 @@ impl Bulk {
             elements: params.elements,
             type_filters: params.type_filters,
             organize_by_patient: params.organize_by_patient,
+            output_format: params.output_format,
             access: (!ctx.is_operator()).then(|| job::ExportAccess {
                 scopes: ctx.scopes.clone(),
                 patient: ctx.patient.clone(),
@@ -453,11 +494,11 @@ impl Bulk {
             return response;
         }
         let Some(job) = self.worker.jobs.get(job_id) else {
-            return outcome(StatusCode::NOT_FOUND, "no such export job");
+            return error_response(FhirError::NotFound("no such export job".into()));
         };
         // Another client's job is answered as if it did not exist.
         if !ctx.is_operator() && job.requested.client_id != client_of(&ctx) {
-            return outcome(StatusCode::NOT_FOUND, "no such export job");
+            return error_response(FhirError::NotFound("no such export job".into()));
         }
         if method == Method::DELETE {
             return match self.worker.cancel(job_id).await {
@@ -475,15 +516,14 @@ impl Bulk {
                     set_fhir_json(&mut r);
                     r
                 }
-                Ok(false) => outcome(StatusCode::NOT_FOUND, "no such export job"),
+                Ok(false) => error_response(FhirError::NotFound("no such export job".into())),
                 Err(e) => log_failure(e),
             };
         }
         if method != Method::GET {
-            return outcome(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "status supports GET and DELETE",
-            );
+            return error_response(FhirError::MethodNotAllowed(
+                "status supports GET and DELETE".into(),
+            ));
         }
         match &job.status {
             JobStatus::Running => {
@@ -497,7 +537,7 @@ impl Bulk {
                 r
             }
             JobStatus::Completed(done) if self.worker.is_expired(done) => {
-                outcome(StatusCode::NOT_FOUND, "the export has expired")
+                error_response(FhirError::NotFound("the export has expired".into()))
             }
             JobStatus::Completed(done) => {
                 let mut r = warp::reply::json(&done.manifest).into_response();
@@ -508,52 +548,108 @@ impl Bulk {
                 }
                 r
             }
-            JobStatus::Failed(reason) => outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("the export failed: {reason}"),
-            ),
-            JobStatus::Cancelled => outcome(StatusCode::NOT_FOUND, "no such export job"),
+            JobStatus::Failed(reason) => {
+                error_response(FhirError::Internal(format!("the export failed: {reason}")))
+            }
+            JobStatus::Cancelled => {
+                error_response(FhirError::NotFound("no such export job".into()))
+            }
         }
     }
 
+    /// A file of a completed export, streamed (a `Range` of it: 206), to the client that
+    /// asked for the export.
+    async fn download(
+        &self,
+        job_id: &str,
+        name: &str,
+        range: Option<&str>,
+        ctx: Result<AccessContext, Denied>,
+    ) -> warp::reply::Response {
+        if let Err(refused) = self.authorize_download(job_id, name, ctx) {
+            return error_response(refused);
+        }
+        let storage = &self.worker.storage;
+        let size = match storage.size(job_id, name).await {
+            Ok(Some(size)) => size,
+            Ok(None) => return error_response(FhirError::NotFound("no such export file".into())),
+            Err(e) => {
+                tracing::error!(job = %job_id, error = %e, "export storage unavailable");
+                return error_response(FhirError::Unavailable(
+                    "the export storage is unavailable; retry later".into(),
+                ));
+            }
+        };
+        let (status, bytes) = match range.map(|r| byte_range(r, size)) {
+            None | Some(RangeAnswer::Whole) => (StatusCode::OK, 0..size),
+            Some(RangeAnswer::Part(part)) => (StatusCode::PARTIAL_CONTENT, part),
+            Some(RangeAnswer::Unsatisfiable) => {
+                let mut r = error_response(FhirError::BadRequest(
+                    "the range is outside the file".into(),
+                ));
+                *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    r.headers_mut().insert(warp::http::header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
+        };
+        let length = bytes.end - bytes.start;
+        let mut response =
+            warp::reply::stream(storage.read(job_id, name, bytes.clone())).into_response();
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            warp::http::header::CONTENT_TYPE,
+            HeaderValue::from_static(media_type(name)),
+        );
+        headers.insert(
+            warp::http::header::CONTENT_LENGTH,
+            HeaderValue::from(length),
+        );
+        headers.insert(
+            warp::http::header::ACCEPT_RANGES,
+            HeaderValue::from_static("bytes"),
+        );
+        if status == StatusCode::PARTIAL_CONTENT {
+            let content_range = format!("bytes {}-{}/{size}", bytes.start, bytes.end - 1);
+            if let Ok(v) = HeaderValue::from_str(&content_range) {
+                headers.insert(warp::http::header::CONTENT_RANGE, v);
+            }
+        }
+        response
+    }
+
     /// A file may be downloaded by the client that asked for the export, once it is listed
-    /// in the job's manifest (so never a temporary file).
+    /// in the job's manifest (so never a file still being written).
     fn authorize_download(
         &self,
-        tail: &str,
+        job_id: &str,
+        name: &str,
         ctx: Result<AccessContext, Denied>,
-    ) -> Result<(), DownloadRefused> {
+    ) -> Result<(), FhirError> {
         crate::audit::note(|n| {
             n.interaction("bulk-download");
-            n.ids.push(tail.chars().take(200).collect());
+            n.ids
+                .push(format!("{job_id}/{name}").chars().take(200).collect());
         });
-        let ctx = authenticated(ctx).map_err(|_| DownloadRefused {
-            status: StatusCode::UNAUTHORIZED,
-            message: "a bearer token is required to download export files",
+        let ctx = authenticated(ctx).map_err(|_| {
+            FhirError::Denied(Denied::Unauthenticated(
+                "a bearer token is required to download export files".into(),
+            ))
         })?;
-        let not_found = DownloadRefused {
-            status: StatusCode::NOT_FOUND,
-            message: "no such export file",
-        };
-        let (job_id, name) = tail.split_once('/').ok_or(DownloadRefused {
-            status: StatusCode::NOT_FOUND,
-            message: "no such export file",
-        })?;
-        let job = self.worker.jobs.get(job_id).ok_or(DownloadRefused {
-            status: StatusCode::NOT_FOUND,
-            message: "no such export file",
-        })?;
+        let not_found = || FhirError::NotFound("no such export file".into());
+        let job = self.worker.jobs.get(job_id).ok_or_else(not_found)?;
         if !ctx.is_operator() && job.requested.client_id != client_of(&ctx) {
-            return Err(DownloadRefused {
-                status: StatusCode::FORBIDDEN,
-                message: "export files belong to the client that requested the export",
-            });
+            return Err(FhirError::Denied(Denied::Forbidden(
+                "export files belong to the client that requested the export".into(),
+            )));
         }
         let JobStatus::Completed(done) = &job.status else {
-            return Err(not_found);
+            return Err(not_found());
         };
         if self.worker.is_expired(done) {
-            return Err(not_found);
+            return Err(not_found());
         }
         let listed = ["output", "deleted", "error"].iter().any(|key| {
             done.manifest[key].as_array().is_some_and(|entries| {
@@ -567,7 +663,7 @@ impl Bulk {
         if listed {
             Ok(())
         } else {
-            Err(not_found)
+            Err(not_found())
         }
     }
 }
@@ -654,56 +750,58 @@ fn set_fhir_json(response: &mut warp::reply::Response) {
     );
 }
 
-fn outcome(status: StatusCode, message: &str) -> warp::reply::Response {
-    let code = match status {
-        StatusCode::NOT_FOUND => "not-found",
-        StatusCode::UNAUTHORIZED => "login",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::TOO_MANY_REQUESTS => "throttled",
-        s if s.is_server_error() => "exception",
-        _ => "invalid",
-    };
-    let body: Value = json!({
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": code, "diagnostics": message}],
-    });
-    let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+/// An error answered as the FHIR API answers its own (`FhirError`: status, OperationOutcome),
+/// with `WWW-Authenticate` on a 401 and `Retry-After` on a 429.
+fn error_response(error: FhirError) -> warp::reply::Response {
+    let mut response = warp::reply::with_status(
+        warp::reply::json(&error.operation_outcome()),
+        error.status(),
+    )
+    .into_response();
     set_fhir_json(&mut response);
+    match error {
+        FhirError::Denied(Denied::RateLimited(seconds)) => {
+            response
+                .headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        FhirError::Denied(Denied::Unauthenticated(_)) => {
+            response.headers_mut().insert(
+                warp::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sphere\""),
+            );
+        }
+        _ => {}
+    }
     response
 }
 
 fn denied_response(denied: &Denied) -> warp::reply::Response {
-    match denied {
-        Denied::Unauthenticated(m) => {
-            let mut r = outcome(StatusCode::UNAUTHORIZED, m);
-            r.headers_mut().insert(
-                warp::http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"sphere\""),
-            );
-            r
-        }
-        Denied::Forbidden(m) => outcome(StatusCode::FORBIDDEN, m),
-        Denied::RateLimited(seconds) => {
-            let mut r = outcome(StatusCode::TOO_MANY_REQUESTS, &denied.to_string());
-            r.headers_mut()
-                .insert(warp::http::header::RETRY_AFTER, HeaderValue::from(*seconds));
-            r
-        }
-    }
+    error_response(FhirError::Denied(denied.clone()))
 }
 
 fn log_failure(e: crate::eventlog::EventLogError) -> warp::reply::Response {
     // Event log errors name streams and positions, never resource content.
     tracing::error!(error = %e, "export: event log error");
-    outcome(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the event log is unavailable; retry later",
-    )
+    error_response(FhirError::Unavailable(
+        "the event log is unavailable; retry later".into(),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges_are_read_as_rfc_9110_has_them() {
+        assert_eq!(byte_range("bytes=0-9", 100), RangeAnswer::Part(0..10));
+        assert_eq!(byte_range("bytes=90-", 100), RangeAnswer::Part(90..100));
+        assert_eq!(byte_range("bytes=-5", 100), RangeAnswer::Part(95..100));
+        assert_eq!(byte_range("bytes=95-200", 100), RangeAnswer::Part(95..100));
+        assert_eq!(byte_range("bytes=100-", 100), RangeAnswer::Unsatisfiable);
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), RangeAnswer::Whole);
+        assert_eq!(byte_range("items=0-1", 100), RangeAnswer::Whole);
+    }
 
     #[test]
     fn kickoff_paths_are_recognized_at_the_fhir_base_and_the_root() {

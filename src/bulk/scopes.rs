@@ -35,13 +35,15 @@ pub struct ExportScopes {
 
 impl ExportScopes {
     pub fn new(client_id: &str, access: &ExportAccess) -> Self {
+        let scopes = ScopeSet::parse(&access.scopes.join(" "));
         Self {
-            ctx: crate::smart::policy::context_for_scopes(
+            ctx: crate::smart::policy::context_for_scope_set(
                 client_id,
                 &access.scopes,
+                scopes.clone(),
                 access.patient.clone(),
             ),
-            scopes: ScopeSet::parse(&access.scopes.join(" ")),
+            scopes,
             by_type: HashMap::new(),
         }
     }

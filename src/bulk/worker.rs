@@ -24,7 +24,7 @@ const PARALLEL_JOBS: usize = 2;
 #[derive(Clone)]
 pub struct ExportWorker {
     pub log: Arc<dyn EventLog>,
-    pub storage: Arc<dyn ExportStorage>,
+    pub storage: Arc<ExportStorage>,
     pub jobs: Jobs,
     /// `{fhir base}/bulk/files`: file URLs in manifests are absolute.
     pub files_base: String,
@@ -35,7 +35,7 @@ pub struct ExportWorker {
 impl ExportWorker {
     pub fn new(
         log: Arc<dyn EventLog>,
-        storage: Arc<dyn ExportStorage>,
+        storage: Arc<ExportStorage>,
         files_base: String,
         expiry_ms: i64,
     ) -> Self {
@@ -128,14 +128,21 @@ impl ExportWorker {
                     .await
                     .map(|()| JobStatus::Completed(completed))
             }
-            Err(ExportError::Cancelled) => return,
+            Err(ExportError::Cancelled) => {
+                // DELETE removed the files written until then; this removes any the worker
+                // wrote between the DELETE and noticing it.
+                if let Err(e) = self.storage.remove_job(job_id).await {
+                    tracing::warn!(job = %job_id, error = %e, "removing a cancelled export's files failed");
+                }
+                return;
+            }
             Err(e) => {
                 // The message names the kind of failure and ids of jobs or Groups, never PHI.
                 tracing::warn!(job = %job_id, error = %e, "export job failed");
                 let failed = ExportFailed {
                     reason: e.to_string(),
                 };
-                if let Err(e) = self.storage.remove_job(job_id) {
+                if let Err(e) = self.storage.remove_job(job_id).await {
                     tracing::warn!(job = %job_id, error = %e, "removing a failed export's files failed");
                 }
                 self.append(job_id, job::EXPORT_FAILED, &failed)
@@ -204,7 +211,7 @@ impl ExportWorker {
         }
         self.jobs
             .update(job_id, |j| j.status = JobStatus::Cancelled);
-        if let Err(e) = self.storage.remove_job(job_id) {
+        if let Err(e) = self.storage.remove_job(job_id).await {
             tracing::warn!(job = %job_id, error = %e, "removing a cancelled export's files failed");
         }
         Ok(true)
@@ -231,7 +238,7 @@ impl ExportWorker {
                 if let JobStatus::Completed(done) = &job.status {
                     if done.completed_ms + self.expiry_ms < now {
                         let id = &job.requested.job_id;
-                        if let Err(e) = self.storage.remove_job(id) {
+                        if let Err(e) = self.storage.remove_job(id).await {
                             tracing::warn!(job = %id, error = %e, "removing expired export files failed");
                             continue;
                         }

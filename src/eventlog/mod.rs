@@ -206,6 +206,19 @@ pub trait EventLog: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<RecordedEvent>, EventLogError>;
 
+    /// As [`EventLog::read_all`], but the events may come without their data and metadata
+    /// (empty data; metadata holding only `commit_ms`): for scans that only need to know which
+    /// streams have events where (the export's first pass). A log that cannot skip the bodies
+    /// returns whole events.
+    async fn read_all_heads(
+        &self,
+        after: Option<Position>,
+        filter: &EventFilter,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, EventLogError> {
+        self.read_all(after, filter, max).await
+    }
+
     /// Reads up to `max` events of every stream in `category`, in `$all` order, strictly
     /// after `after`.
     async fn read_category(

@@ -252,7 +252,11 @@ fn audit_written(location: &str, body: &format::Body) {
 
 /// Reads a request body, refusing (413) more than `limit` bytes, whether or not the client
 /// declared its length.
-async fn read_body<S, B>(mut body: S, limit: u64, headers: &HeaderMap) -> Result<Bytes, FhirError>
+pub(crate) async fn read_body<S, B>(
+    mut body: S,
+    limit: u64,
+    headers: &HeaderMap,
+) -> Result<Bytes, FhirError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,

@@ -50,13 +50,7 @@ impl StoredVersion {
             return None;
         }
         let (resource_type, id) = event.stream.split_once('-')?;
-        let last_updated_ms = event
-            .metadata
-            .extra
-            .as_ref()
-            .and_then(|e| e.get(LAST_UPDATED_MS))
-            .and_then(Value::as_i64)
-            .unwrap_or(event.metadata.commit_ms);
+        let last_updated_ms = last_updated_ms(&event);
         Some(Self {
             resource_type: resource_type.to_owned(),
             id: id.to_owned(),
@@ -77,6 +71,18 @@ impl StoredVersion {
             self.version()
         )
     }
+}
+
+/// `meta.lastUpdated` of a resource event in Unix milliseconds, from its metadata (the commit
+/// time for events written before it was recorded there).
+pub fn last_updated_ms(event: &RecordedEvent) -> i64 {
+    event
+        .metadata
+        .extra
+        .as_ref()
+        .and_then(|e| e.get(LAST_UPDATED_MS))
+        .and_then(Value::as_i64)
+        .unwrap_or(event.metadata.commit_ms)
 }
 
 /// The newest version of `resource_type/id` (possibly a deletion); None if it never existed.

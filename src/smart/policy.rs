@@ -180,8 +180,23 @@ pub fn context_for_scopes(
     scopes: &[String],
     patient: Option<String>,
 ) -> AccessContext {
+    context_for_scope_set(
+        client_id,
+        scopes,
+        ScopeSet::parse(&scopes.join(" ")),
+        patient,
+    )
+}
+
+/// As [`context_for_scopes`], with the scopes already parsed (`parsed` is `scopes`).
+pub fn context_for_scope_set(
+    client_id: &str,
+    scopes: &[String],
+    parsed: ScopeSet,
+    patient: Option<String>,
+) -> AccessContext {
     let policy = Arc::new(SmartPolicy {
-        scopes: ScopeSet::parse(&scopes.join(" ")),
+        scopes: parsed,
         patient: patient.clone(),
     });
     let actor = Actor {

@@ -316,6 +316,17 @@ impl EventLog for SqliteLog {
             .await
     }
 
+    async fn read_all_heads(
+        &self,
+        after: Option<Position>,
+        filter: &EventFilter,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, EventLogError> {
+        let filter = filter.clone();
+        self.read(move |conn| reader::read_range_heads(conn, after, &filter, max))
+            .await
+    }
+
     async fn subscribe(
         &self,
         after: Option<Position>,

@@ -48,6 +48,7 @@ impl ReaderPool {
 }
 
 const COLUMNS: &str = "global_position, stream, revision, event_id, event_type, data, metadata";
+const HEAD_COLUMNS: &str = "global_position, stream, revision, event_id, event_type, created_ms";
 
 fn decode(row: &Row<'_>) -> rusqlite::Result<Result<RecordedEvent, EventLogError>> {
     let position = row.get::<_, i64>(0)? as u64;
@@ -156,7 +157,58 @@ pub fn read_range(
     filter: &EventFilter,
     max: usize,
 ) -> Result<Vec<RecordedEvent>, EventLogError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM events WHERE global_position > ?");
+    let (sql, params) = range_query(COLUMNS, after, upto, filter, max);
+    query_events(conn, &sql, &params, max)
+}
+
+/// As [`read_range`] without `upto`, leaving out each event's data and metadata but its
+/// commit time: SQLite then reads no data pages for the rows' bodies.
+pub fn read_range_heads(
+    conn: &Connection,
+    after: Option<Position>,
+    filter: &EventFilter,
+    max: usize,
+) -> Result<Vec<RecordedEvent>, EventLogError> {
+    let (sql, params) = range_query(HEAD_COLUMNS, after, None, filter, max);
+    let mut statement = conn.prepare_cached(&sql).map_err(read_error)?;
+    let mut rows = statement
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(read_error)?;
+    let mut out = Vec::with_capacity(max.min(4096));
+    while let Some(row) = rows.next().map_err(read_error)? {
+        let position = row.get::<_, i64>(0).map_err(read_error)? as u64;
+        let event_id = Uuid::from_slice(
+            row.get_ref(3)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(read_error)?,
+        )
+        .map_err(|_| {
+            EventLogError::Corrupt(format!("event at position {position} has a malformed id"))
+        })?;
+        out.push(RecordedEvent {
+            position: Position(position),
+            stream: row.get(1).map_err(read_error)?,
+            revision: row.get::<_, i64>(2).map_err(read_error)? as u64,
+            event_id,
+            event_type: row.get(4).map_err(read_error)?,
+            data: Bytes::new(),
+            metadata: EventMetadata {
+                commit_ms: row.get(5).map_err(read_error)?,
+                ..EventMetadata::default()
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn range_query(
+    columns: &str,
+    after: Option<Position>,
+    upto: Option<Position>,
+    filter: &EventFilter,
+    max: usize,
+) -> (String, Vec<SqlValue>) {
+    let mut sql = format!("SELECT {columns} FROM events WHERE global_position > ?");
     let mut params = vec![SqlValue::Integer(after.map(|p| p.0 as i64).unwrap_or(0))];
     if let Some(upto) = upto {
         sql.push_str(" AND global_position <= ?");
@@ -165,7 +217,7 @@ pub fn read_range(
     push_filter(&mut sql, &mut params, filter);
     sql.push_str(" ORDER BY global_position ASC LIMIT ?");
     params.push(SqlValue::Integer(max.min(i64::MAX as usize) as i64));
-    query_events(conn, &sql, &params, max)
+    (sql, params)
 }
 
 /// Up to `max` events before `before` (exclusive; `None`: the newest), newest first.
