@@ -288,7 +288,8 @@ async fn a_patient_signs_in_and_grants_part_of_the_request_in_chromium() {
     browser2.type_into("#password", "password-123").await;
     browser2.click("button[type=submit]").await;
     browser2.click("button[value=deny]").await;
-    let landed = url::Url::parse(&browser2.url().await).unwrap();
+    // Wait for the redirect the click starts (reading the URL at once races the navigation).
+    let landed = url::Url::parse(&browser2.url_starting_with(&redirect_uri).await).unwrap();
     let q: std::collections::HashMap<String, String> = landed.query_pairs().into_owned().collect();
     assert_eq!(q["error"], "access_denied");
     assert!(!q.contains_key("code"));
