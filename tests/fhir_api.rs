@@ -873,6 +873,21 @@ async fn patch_applies_a_json_patch_as_a_new_version_or_changes_nothing() {
     .await;
     assert_outcome(r, StatusCode::NOT_FOUND).await;
 
+    // A grant that may update but not read Patients cannot patch (a patch answers with the
+    // resource, and a `test` operation would reveal values).
+    let (builder, _) =
+        fhir_common::backend_client_builder(&server, "system/Patient.u", "write only").await;
+    let write_only = builder.build().unwrap();
+    let r = patch(
+        &write_only,
+        &server,
+        &path,
+        &json!([{"op": "test", "path": "/gender", "value": "female"}]),
+        None,
+    )
+    .await;
+    assert_outcome(r, StatusCode::FORBIDDEN).await;
+
     // A patch that changes nothing writes no version.
     let r = patch(
         &client,

@@ -594,6 +594,7 @@ async fn in_modifiers_expand_value_sets_and_text_searches_find_words() {
         ("_content=OSTRAVA", narrated.clone()),
         ("_content=nowhere-to-be-found", vec![]),
         ("_text=nothing,zymurgist", narrated.clone()),
+        ("_text=!!!&_id=narrated", narrated.clone()),
     ] {
         let found = all_pages(&client, &server, &format!("/fhir/r4/Patient?{query}")).await;
         assert_eq!(found, expected, "{query}");

@@ -481,7 +481,8 @@ fn parse_clause(
         let values: Vec<SearchValue> = split_unescaped(value, ',')
             .iter()
             .map(|item| unescape(item))
-            .filter(|raw| !raw.trim().is_empty())
+            // A value without a letter or digit has no words to match: it filters nothing.
+            .filter(|raw| raw.chars().any(char::is_alphanumeric))
             .map(|raw| SearchValue::String {
                 folded: search_value::normalize(&raw),
                 raw,

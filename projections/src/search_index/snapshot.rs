@@ -27,6 +27,8 @@ use super::schema::Fields;
 /// Most resources a chain or `_has` sub-search may select before the request is refused as
 /// too broad (each becomes a term of the outer query).
 const MAX_SUB_RESULTS: usize = 100_000;
+/// Most candidates a `_content` search reads (it is not indexed; each is parsed).
+const MAX_CONTENT_SCAN: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchIndexError {
@@ -421,6 +423,12 @@ impl Snapshot {
         docs.sort();
         if post.is_empty() && !want_json {
             return Ok(docs.into_iter().map(|a| (a, None)).collect());
+        }
+        if docs.len() > MAX_CONTENT_SCAN && post.iter().any(|(def, _, _)| def.code == "_content") {
+            // `_content` reads every candidate's JSON: other clauses must narrow it first.
+            return Err(SearchIndexError::TooBroad(format!(
+                "_content: more than {MAX_CONTENT_SCAN} {resource_type} resources to read; narrow the search with other parameters"
+            )));
         }
         let mut out = Vec::with_capacity(docs.len());
         for address in docs {

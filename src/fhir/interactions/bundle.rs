@@ -433,6 +433,11 @@ async fn plan_entry(
         }
         Route::Patch(t, id) if entry.method == EntryMethod::Patch => {
             ctx.check(Interaction::Update, Some(&t), None)?;
+            if !is_valid_id(&id) {
+                return Err(FhirError::BadRequest(
+                    "request.url has an invalid id".into(),
+                ));
+            }
             let payload = match entry.resource.clone() {
                 Some(v) => Payload::Json(v),
                 None => Payload::None,

@@ -108,7 +108,9 @@ pub(super) async fn patched(
     }
     let before: Value = serde_json::from_slice(&current.body)
         .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
-    // The patch may only touch what the client may see and change.
+    // The patch may only touch what the client may see and change: a patch answers with the
+    // resource, and a `test` operation would reveal values to a write-only grant.
+    ctx.check(Interaction::Read, Some(resource_type), Some(&before))?;
     ctx.check(Interaction::Update, Some(resource_type), Some(&before))?;
     let after = json_patch::apply(&before, operations)
         .map_err(|e| FhirError::Unprocessable(format!("the patch cannot be applied: {e}")))?;
