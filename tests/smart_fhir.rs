@@ -338,6 +338,13 @@ async fn fhir_reads_need_a_valid_token_and_stay_within_its_scopes() {
         })
         .unwrap_or_default();
     assert_eq!(ids, vec!["lab1"], "{bundle}");
+    // Counts stay within the patient in context: p2's lab is not counted, and another
+    // patient's compartment is refused.
+    let r = get(&server, "/fhir/r4/Observation?_summary=count", Some(&token)).await;
+    let count: Value = r.json().await.unwrap();
+    assert_eq!(count["total"], 2, "p1's two Observations only: {count}");
+    let r = get(&server, "/fhir/r4/Patient/p2/Observation", Some(&token)).await;
+    assert_eq!(r.status(), 403);
     assert_eq!(
         get(&server, "/fhir/r4/Condition/c1", Some(&token))
             .await

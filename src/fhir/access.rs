@@ -74,6 +74,13 @@ pub trait AccessPolicy: Send + Sync + 'static {
     fn checks_each_resource(&self, _interaction: Interaction, _resource_type: &str) -> bool {
         true
     }
+
+    /// Whether the grant for `interaction` on `resource_type` reaches only the patient in
+    /// context (patient-level scopes on a Patient-compartment type), so a search may be
+    /// confined to that compartment (and its `total` counts nothing beyond it).
+    fn patient_only(&self, _interaction: Interaction, _resource_type: &str) -> bool {
+        false
+    }
 }
 
 /// Who is making a request and what they were granted. Cheap to clone.
@@ -164,6 +171,21 @@ impl AccessContext {
         match &self.policy {
             None => false,
             Some(policy) => policy.checks_each_resource(interaction, resource_type),
+        }
+    }
+
+    /// The patient a search of `resource_type` must stay within, when the grant is
+    /// patient-only (see [`AccessPolicy::patient_only`]).
+    pub fn confined_to_patient(
+        &self,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Option<&str> {
+        match &self.policy {
+            Some(policy) if policy.patient_only(interaction, resource_type) => {
+                self.patient.as_deref()
+            }
+            _ => None,
         }
     }
 

@@ -118,6 +118,19 @@ impl AccessPolicy for SmartPolicy {
         Ok(())
     }
 
+    fn patient_only(&self, interaction: Interaction, resource_type: &str) -> bool {
+        let Some(wanted) = scope_interaction(interaction) else {
+            return false;
+        };
+        matches!(
+            self.scopes.decide(resource_type, wanted),
+            Decision::Allow {
+                patient_only: true,
+                ..
+            }
+        ) && sphere_domain::fhir::compartment::in_patient_compartment(resource_type)
+    }
+
     fn checks_each_resource(&self, interaction: Interaction, resource_type: &str) -> bool {
         let Some(wanted) = scope_interaction(interaction) else {
             return false;

@@ -346,6 +346,20 @@ async fn search_type(
     });
     let ctx = ctx?;
     ctx.check(Interaction::SearchType, Some(resource_type), None)?;
+    // A patient-only grant searches its patient's compartment: nothing beyond it is matched,
+    // so neither entries nor `total` say anything about other patients.
+    let compartment = match (
+        ctx.confined_to_patient(Interaction::SearchType, resource_type),
+        compartment,
+    ) {
+        (Some(own), Some(asked)) if asked != own => {
+            return Err(SearchError::Forbidden(
+                "insufficient_scope: outside the patient in context".into(),
+            ))
+        }
+        (Some(own), _) => Some(own.to_owned()),
+        (None, asked) => asked,
+    };
     if let Some(patient) = &compartment {
         if !sphere_domain::fhir::in_patient_compartment(resource_type) {
             return Err(SearchError::BadRequest(format!(
