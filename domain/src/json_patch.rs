@@ -201,8 +201,13 @@ fn array_index(token: &str, len: usize, allow_end: bool) -> Result<usize, String
 }
 
 fn resolve_mut<'a>(doc: &'a mut Value, pointer: &str) -> Result<&'a mut Value, String> {
+    walk(doc, tokens(pointer)?)
+}
+
+/// The value `tokens` lead to from `doc`.
+fn walk(doc: &mut Value, tokens: Vec<String>) -> Result<&mut Value, String> {
     let mut current = doc;
-    for token in tokens(pointer)? {
+    for token in tokens {
         current = match current {
             Value::Object(map) => map
                 .get_mut(&token)
@@ -223,20 +228,7 @@ fn parent_mut<'a>(doc: &'a mut Value, pointer: &str) -> Result<(&'a mut Value, S
     let Some(last) = all.pop() else {
         return Err("the whole document cannot be the target".into());
     };
-    let mut current = doc;
-    for token in all {
-        current = match current {
-            Value::Object(map) => map
-                .get_mut(&token)
-                .ok_or_else(|| "the path does not exist".to_owned())?,
-            Value::Array(items) => {
-                let i = array_index(&token, items.len(), false)?;
-                &mut items[i]
-            }
-            _ => return Err("the path goes through a value that is not an object or array".into()),
-        };
-    }
-    Ok((current, last))
+    Ok((walk(doc, all)?, last))
 }
 
 fn add(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {

@@ -578,16 +578,7 @@ impl Materializer {
         let mut patients: Vec<String> = if resource_type == "Patient" {
             vec![id.to_owned()]
         } else {
-            let params = self
-                .params
-                .entry(resource_type.to_owned())
-                .or_insert_with(|| {
-                    patient_compartment_params(resource_type)
-                        .iter()
-                        .filter_map(|code| search_parameter(resource_type, code))
-                        .collect()
-                });
-            params
+            compartment_params(&mut self.params, resource_type)
                 .iter()
                 .filter_map(|def| def.extract(resource))
                 .flatten()
@@ -611,23 +602,30 @@ impl Materializer {
         if resource_type == "Patient" {
             return population.contains(id);
         }
-        let params = self
-            .params
-            .entry(resource_type.to_owned())
-            .or_insert_with(|| {
-                patient_compartment_params(resource_type)
-                    .iter()
-                    .filter_map(|code| search_parameter(resource_type, code))
-                    .collect()
-            });
-        params.iter().any(|def| {
-            def.extract(resource).is_some_and(|found| {
-                found.iter().any(|f| {
-                    patient_reference(f.value, &self.base).is_some_and(|p| population.contains(&p))
+        compartment_params(&mut self.params, resource_type)
+            .iter()
+            .any(|def| {
+                def.extract(resource).is_some_and(|found| {
+                    found.iter().any(|f| {
+                        patient_reference(f.value, &self.base)
+                            .is_some_and(|p| population.contains(&p))
+                    })
                 })
             })
-        })
     }
+}
+
+/// The Patient-compartment search parameters of `resource_type`, looked up once per type.
+fn compartment_params<'a>(
+    cache: &'a mut HashMap<String, Vec<&'static SearchParamDef>>,
+    resource_type: &str,
+) -> &'a [&'static SearchParamDef] {
+    cache.entry(resource_type.to_owned()).or_insert_with(|| {
+        patient_compartment_params(resource_type)
+            .iter()
+            .filter_map(|code| search_parameter(resource_type, code))
+            .collect()
+    })
 }
 
 /// The output file of one type.

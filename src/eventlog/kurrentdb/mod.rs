@@ -126,24 +126,39 @@ impl KurrentDbLog {
         }
     }
 
-    /// Reads forwards from `after` (exclusive) through the server filter; `None` max means
-    /// one page.
-    async fn read_all_forwards(
+    /// Reads `$all` from `from` (exclusive; `None`: the start, or the end when `backwards`)
+    /// through the server filter, applying `filter` exactly on this side.
+    async fn read_all_paged(
         &self,
-        after: Option<Position>,
+        from: Option<Position>,
+        backwards: bool,
         filter: &EventFilter,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, EventLogError> {
         let mut out = Vec::new();
-        let mut cursor = after;
+        let mut cursor = from;
+        // Whether or not the server includes the start position, one more covers it; the
+        // position check below drops it.
+        let passed = |event: Position, cursor: Option<Position>| match cursor {
+            None => true,
+            Some(c) if backwards => event < c,
+            Some(c) => event > c,
+        };
         while out.len() < max {
-            // The server's start position is inclusive: ask one more to skip `cursor` itself.
             let want = (max - out.len()).saturating_add(1).min(READ_PAGE);
+            let start = match (cursor, backwards) {
+                (None, true) => StreamPosition::End,
+                (c, _) => to_start(c),
+            };
             let options = ReadAllOptions::default()
-                .forwards()
-                .position(to_start(cursor))
+                .position(start)
                 .filter(server_filter(filter))
                 .max_count(want);
+            let options = if backwards {
+                options.backwards()
+            } else {
+                options.forwards()
+            };
             let mut stream = self.client.read_all(&options).await.map_err(map_err)?;
             let mut returned = 0;
             while let Some(resolved) = stream.next().await.map_err(map_err)? {
@@ -151,7 +166,7 @@ impl KurrentDbLog {
                 let Some(event) = to_recorded(resolved)? else {
                     continue;
                 };
-                if Some(event.position) <= cursor {
+                if !passed(event.position, cursor) {
                     continue;
                 }
                 cursor = Some(event.position);
@@ -321,7 +336,7 @@ impl EventLog for KurrentDbLog {
         filter: &EventFilter,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, EventLogError> {
-        self.read_all_forwards(after, filter, max).await
+        self.read_all_paged(after, false, filter, max).await
     }
 
     async fn read_all_backwards(
@@ -330,44 +345,7 @@ impl EventLog for KurrentDbLog {
         filter: &EventFilter,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, EventLogError> {
-        let mut out = Vec::new();
-        let mut cursor = before;
-        while out.len() < max {
-            // Whether the server includes the start position or not, one more covers it; the
-            // position check below drops it.
-            let want = (max - out.len()).saturating_add(1).min(READ_PAGE);
-            let start = match cursor {
-                None => StreamPosition::End,
-                Some(p) => StreamPosition::Position(kurrentdb::Position {
-                    commit: p.0,
-                    prepare: p.0,
-                }),
-            };
-            let options = ReadAllOptions::default()
-                .backwards()
-                .position(start)
-                .filter(server_filter(filter))
-                .max_count(want);
-            let mut stream = self.client.read_all(&options).await.map_err(map_err)?;
-            let mut returned = 0;
-            while let Some(resolved) = stream.next().await.map_err(map_err)? {
-                returned += 1;
-                let Some(event) = to_recorded(resolved)? else {
-                    continue;
-                };
-                if cursor.is_some_and(|c| event.position >= c) {
-                    continue;
-                }
-                cursor = Some(event.position);
-                if filter.matches(&event.stream, &event.event_type) && out.len() < max {
-                    out.push(event);
-                }
-            }
-            if returned < want {
-                break;
-            }
-        }
-        Ok(out)
+        self.read_all_paged(before, true, filter, max).await
     }
 
     async fn subscribe(

@@ -190,45 +190,40 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let base = warp::path("fhir").and(warp::path("r4"));
 
-    let search_get = base
+    // GET with the query, or POST `.../_search` with the query and a form body: the same
+    // parameters either way.
+    let query_pairs = raw_query.map(|q: String| parse_pairs(&q));
+    let form_pairs = raw_query
+        .and(warp::body::content_length_limit(1024 * 1024))
+        .and(warp::body::bytes())
+        .map(|q: String, body: Bytes| {
+            let mut pairs = parse_pairs(&q);
+            pairs.extend(parse_pairs(&String::from_utf8_lossy(&body)));
+            pairs
+        });
+    let asker = warp::header::headers_cloned()
+        .and(access_context())
+        .and(with_app(app.clone()));
+
+    let search = base
         .and(warp::get())
         .and(warp::path::param::<String>())
         .and(warp::path::end())
-        .and(raw_query)
-        .and(warp::header::headers_cloned())
-        .and(access_context())
-        .and(with_app(app.clone()))
+        .and(query_pairs.clone())
+        .or(base
+            .and(warp::post())
+            .and(warp::path::param::<String>())
+            .and(warp::path("_search"))
+            .and(warp::path::end())
+            .and(form_pairs.clone()))
+        .unify()
+        .and(asker.clone())
         .then(
             |resource_type: String,
-             query: String,
+             pairs: Vec<(String, String)>,
              headers: HeaderMap,
              ctx: Result<AccessContext, Denied>,
              app: Arc<App>| async move {
-                let pairs = parse_pairs(&query);
-                reply(search_type(&app, &headers, ctx, &resource_type, None, pairs).await)
-            },
-        );
-
-    let search_post = base
-        .and(warp::post())
-        .and(warp::path::param::<String>())
-        .and(warp::path("_search"))
-        .and(warp::path::end())
-        .and(raw_query)
-        .and(warp::body::content_length_limit(1024 * 1024))
-        .and(warp::body::bytes())
-        .and(warp::header::headers_cloned())
-        .and(access_context())
-        .and(with_app(app.clone()))
-        .then(
-            |resource_type: String,
-             query: String,
-             body: Bytes,
-             headers: HeaderMap,
-             ctx: Result<AccessContext, Denied>,
-             app: Arc<App>| async move {
-                let mut pairs = parse_pairs(&query);
-                pairs.extend(parse_pairs(&String::from_utf8_lossy(&body)));
                 reply(search_type(&app, &headers, ctx, &resource_type, None, pairs).await)
             },
         );
@@ -239,18 +234,15 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::path::param::<String>())
         .and(warp::path::param::<String>())
         .and(warp::path::end())
-        .and(raw_query)
-        .and(warp::header::headers_cloned())
-        .and(access_context())
-        .and(with_app(app.clone()))
+        .and(query_pairs.clone())
+        .and(asker.clone())
         .then(
             |patient: String,
              what: String,
-             query: String,
+             pairs: Vec<(String, String)>,
              headers: HeaderMap,
              ctx: Result<AccessContext, Denied>,
              app: Arc<App>| async move {
-                let pairs = parse_pairs(&query);
                 if what == "$everything" {
                     crate::audit::note(|n| {
                         n.interaction("operation")
@@ -269,55 +261,27 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
             },
         );
 
-    let system_get = base
+    let system = base
         .and(warp::get())
         .and(warp::path::end())
-        .and(raw_query)
-        .and(warp::header::headers_cloned())
-        .and(access_context())
-        .and(with_app(app.clone()))
+        .and(query_pairs)
+        .or(base
+            .and(warp::post())
+            .and(warp::path("_search"))
+            .and(warp::path::end())
+            .and(form_pairs))
+        .unify()
+        .and(asker)
         .then(
-            |query: String,
+            |pairs: Vec<(String, String)>,
              headers: HeaderMap,
              ctx: Result<AccessContext, Denied>,
              app: Arc<App>| async move {
-                let pairs = parse_pairs(&query);
                 reply(search_system(&app, &headers, ctx, pairs).await)
             },
         );
 
-    let system_post = base
-        .and(warp::post())
-        .and(warp::path("_search"))
-        .and(warp::path::end())
-        .and(raw_query)
-        .and(warp::body::content_length_limit(1024 * 1024))
-        .and(warp::body::bytes())
-        .and(warp::header::headers_cloned())
-        .and(access_context())
-        .and(with_app(app.clone()))
-        .then(
-            |query: String,
-             body: Bytes,
-             headers: HeaderMap,
-             ctx: Result<AccessContext, Denied>,
-             app: Arc<App>| async move {
-                let mut pairs = parse_pairs(&query);
-                pairs.extend(parse_pairs(&String::from_utf8_lossy(&body)));
-                reply(search_system(&app, &headers, ctx, pairs).await)
-            },
-        );
-
-    system_get
-        .or(system_post)
-        .unify()
-        .or(search_get)
-        .unify()
-        .or(search_post)
-        .unify()
-        .or(compartment)
-        .unify()
-        .boxed()
+    system.or(search).unify().or(compartment).unify().boxed()
 }
 
 async fn search_type(
