@@ -209,13 +209,13 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::get())
         .and(warp::path::param::<String>())
         .and(warp::path::end())
-        .and(query_pairs.clone())
+        .and(query_pairs)
         .or(base
             .and(warp::post())
             .and(warp::path::param::<String>())
             .and(warp::path("_search"))
             .and(warp::path::end())
-            .and(form_pairs.clone()))
+            .and(form_pairs))
         .unify()
         .and(asker.clone())
         .then(
@@ -234,7 +234,7 @@ pub fn routes(app: Arc<App>) -> BoxedFilter<(warp::reply::Response,)> {
         .and(warp::path::param::<String>())
         .and(warp::path::param::<String>())
         .and(warp::path::end())
-        .and(query_pairs.clone())
+        .and(query_pairs)
         .and(asker.clone())
         .then(
             |patient: String,
