@@ -111,6 +111,16 @@ impl App {
         self.audit_handle.wait_for(position, bound).await
     }
 
+    /// Waits until the audit view holds every access recorded before this call.
+    pub async fn audit_view_caught_up(&self) -> Result<(), String> {
+        if let Some(head) = self.log.head().await.map_err(|e| e.to_string())? {
+            self.wait_for_audit_view(head)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Waits until every projection has applied everything committed up to `position`.
     pub async fn wait_for_projections(&self, position: Position) -> Result<(), WaitError> {
         let bound = Duration::from_millis(self.config.http.consistency_wait_ms);

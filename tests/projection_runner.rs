@@ -101,3 +101,86 @@ async fn a_projection_that_fails_stops_and_says_why_instead_of_skipping() {
         matches!(handle.state(), RunnerState::Failed(reason) if reason.contains("cannot apply"))
     );
 }
+
+/// Counts its commits and what they made visible; commits at most once a minute unless asked.
+struct Lazy {
+    checkpoint: Option<Position>,
+    applied: u64,
+    seen: Arc<std::sync::Mutex<(u64, u64)>>,
+}
+
+impl Projection for Lazy {
+    fn name(&self) -> &'static str {
+        "lazy"
+    }
+    fn checkpoint(&self) -> Option<Position> {
+        self.checkpoint
+    }
+    fn apply(&mut self, _: &RecordedEvent) -> Result<(), ProjectionError> {
+        self.applied += 1;
+        Ok(())
+    }
+    fn commit(&mut self, position: Position) -> Result<(), ProjectionError> {
+        self.checkpoint = Some(position);
+        let mut seen = self.seen.lock().unwrap();
+        *seen = (seen.0 + 1, self.applied);
+        Ok(())
+    }
+    fn reset(&mut self) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+    fn commit_interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_with_a_commit_interval_commits_seldom_but_at_once_for_a_waiting_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(SqliteLog::open(dir.path()).unwrap());
+    let seen = Arc::new(std::sync::Mutex::new((0, 0)));
+    let handle = runner::spawn(
+        log.clone(),
+        Lazy {
+            checkpoint: None,
+            applied: 0,
+            seen: seen.clone(),
+        },
+    );
+    let first = log
+        .append(
+            "Thing-0",
+            ExpectedRevision::Any,
+            vec![NewEvent::new("Thing", "{}")],
+        )
+        .await
+        .unwrap();
+    // The first event after a quiet minute is committed at once.
+    handle
+        .wait_for(first.position, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut last = first.position;
+    for i in 1..200 {
+        last = log
+            .append(
+                &format!("Thing-{i}"),
+                ExpectedRevision::Any,
+                vec![NewEvent::new("Thing", "{}")],
+            )
+            .await
+            .unwrap()
+            .position;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (commits, _) = *seen.lock().unwrap();
+    assert_eq!(commits, 1, "the later events wait for the interval");
+    assert!(
+        handle.applied().is_some_and(|p| p < last),
+        "the published position stops before the first uncommitted event"
+    );
+    // A request waiting for the last event gets a commit now, not in a minute.
+    handle.wait_for(last, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), (2, 200));
+    assert_eq!(handle.applied(), Some(last));
+}

@@ -100,6 +100,12 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, ProjectionError> 
     let conn = Connection::open_with_flags(path, flags).map_err(storage)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(storage)?;
+    // Cached statements with a bound `LIMIT ?` are otherwise prepared again at every use.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(storage)?;
     if !read_only {
         // The log is the source of truth: a commit lost in a power cut is replayed from the
         // checkpoint, which is lost with it. WAL keeps rows and checkpoint consistent.
@@ -347,6 +353,13 @@ impl Projection for AuditViewProjection {
         self.checkpoint
     }
 
+    /// Every read appends an access record: committing the view for each of them would cost
+    /// a SQLite commit per group commit of the log. AuditEvent searches wait for the head,
+    /// which commits at once.
+    fn commit_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(500)
+    }
+
     fn filter(&self) -> EventFilter {
         EventFilter {
             categories: vec![AUDIT_CATEGORY.into()],
@@ -403,11 +416,11 @@ impl Projection for AuditViewProjection {
                     key.execute(params![agent_key(a), at]).map_err(storage)?;
                 }
             }
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO checkpoint (id, position) VALUES (0, ?1)
                  ON CONFLICT (id) DO UPDATE SET position = excluded.position",
-                [position.0 as i64],
             )
+            .and_then(|mut s| s.execute([position.0 as i64]))
             .map_err(storage)?;
         }
         tx.commit().map_err(storage)?;

@@ -37,6 +37,15 @@ pub trait Projection: Send + 'static {
     /// the projection does not care about).
     fn commit(&mut self, position: Position) -> Result<(), ProjectionError>;
 
+    /// Least time between two live commits. Events that arrive meanwhile are applied but not
+    /// visible until the next commit, which comes sooner when a request waits for them. Zero
+    /// (the default) commits every live batch; projections whose readers can wait a moment
+    /// (statistics, the access history view) take fewer, larger commits, which matters when
+    /// every read appends an access record.
+    fn commit_interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Drops every derived row and the checkpoint, for a rebuild from the start of the log.
     fn reset(&mut self) -> Result<(), ProjectionError>;
 
@@ -65,5 +74,8 @@ impl Projection for Box<dyn Projection> {
     }
     fn filter(&self) -> EventFilter {
         (**self).filter()
+    }
+    fn commit_interval(&self) -> std::time::Duration {
+        (**self).commit_interval()
     }
 }

@@ -69,6 +69,10 @@ async fn show(app: Arc<App>, cookie: Option<String>) -> warp::reply::Response {
     crate::audit::note(|n| {
         n.patient(&patient);
     });
+    if let Err(e) = app.audit_view_caught_up().await {
+        // The page still shows what the view holds.
+        tracing::warn!(error = %e, "the audit view is behind");
+    }
     let view = app.audit_view.clone();
     let query = AuditQuery {
         patient: Some(patient.clone()),

@@ -195,18 +195,10 @@ where
 
 /// Waits until the audit view holds every access recorded before this request.
 async fn caught_up(app: &App) -> Result<(), FhirError> {
-    let head = app
-        .log
-        .head()
-        .await
-        .map_err(|e| FhirError::Internal(e.to_string()))?;
-    if let Some(head) = head {
-        app.wait_for_audit_view(head).await.map_err(|e| {
-            tracing::warn!(error = %e, "the audit view is behind");
-            FhirError::Unavailable("the access history is catching up; retry shortly".into())
-        })?;
-    }
-    Ok(())
+    app.audit_view_caught_up().await.map_err(|e| {
+        tracing::warn!(error = %e, "the audit view is behind");
+        FhirError::Unavailable("the access history is catching up; retry shortly".into())
+    })
 }
 
 /// The entry as an AuditEvent, if `ctx` may see it (a patient-scoped token sees only its

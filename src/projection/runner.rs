@@ -10,12 +10,17 @@
 //! event the projection filtered out (the access history of a read, for the search index).
 //! That position moves without a commit; the stored checkpoint catches up with it at the
 //! next commit.
+//!
+//! A projection with a [`Projection::commit_interval`] commits live events at most that often
+//! (the position it publishes stops before its first uncommitted event), and at once when a
+//! request waits for a position it has applied but not committed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sphere_projections::{Projection, ProjectionError};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::eventlog::{EventLog, EventLogError, Position, RecordedEvent, SubscriptionMessage};
 
@@ -43,6 +48,15 @@ pub struct ProjectionHandle {
     resumed_from: Option<Position>,
     applied: watch::Receiver<u64>,
     state: watch::Receiver<RunnerState>,
+    demand: Arc<Demand>,
+}
+
+/// The newest position a request waits for, so that a projection that commits at intervals
+/// commits at once when somebody needs its state.
+#[derive(Default)]
+struct Demand {
+    wanted: AtomicU64,
+    wake: Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +98,10 @@ impl ProjectionHandle {
     /// at most `bound`.
     pub async fn wait_for(&self, position: Position, bound: Duration) -> Result<(), WaitError> {
         let mut applied = self.applied.clone();
+        if *applied.borrow() < position.0 {
+            self.demand.wanted.fetch_max(position.0, Ordering::AcqRel);
+            self.demand.wake.notify_one();
+        }
         let reached = async {
             loop {
                 if *applied.borrow_and_update() >= position.0 {
@@ -132,8 +150,10 @@ pub fn spawn<P: Projection>(log: Arc<dyn EventLog>, projection: P) -> Projection
     let start = resumed_from.map(|p| p.0).unwrap_or(0);
     let (applied_tx, applied) = watch::channel(start);
     let (state_tx, state) = watch::channel(RunnerState::CatchingUp);
+    let demand = Arc::new(Demand::default());
+    let wanted = demand.clone();
     tokio::spawn(async move {
-        if let Err(e) = run(log, projection, &applied_tx, &state_tx).await {
+        if let Err(e) = run(log, projection, &applied_tx, &state_tx, &wanted).await {
             tracing::error!(projection = name, error = %e, "projection stopped");
             let _ = state_tx.send(RunnerState::Failed(e.to_string()));
         }
@@ -143,6 +163,7 @@ pub fn spawn<P: Projection>(log: Arc<dyn EventLog>, projection: P) -> Projection
         resumed_from,
         applied,
         state,
+        demand,
     }
 }
 
@@ -151,8 +172,10 @@ async fn run<P: Projection>(
     projection: P,
     applied: &watch::Sender<u64>,
     state: &watch::Sender<RunnerState>,
+    demand: &Demand,
 ) -> Result<(), RunnerError> {
     let checkpoint = projection.checkpoint();
+    let interval = projection.commit_interval();
     let mut subscription = log.subscribe(checkpoint, projection.filter()).await?;
     let mut projection = Some(projection);
     let mut live = false;
@@ -160,25 +183,47 @@ async fn run<P: Projection>(
     // `scanned` that matches the filter is in `batch`, applied, or committed).
     let mut stored = checkpoint.map(|p| p.0).unwrap_or(0);
     let mut scanned = stored;
-    // Events applied since the last commit: while there are any, the visible state lags.
+    // Events applied since the last commit (while there are any, the visible state lags),
+    // and the position of the first of them.
     let mut uncommitted = 0usize;
+    let mut first_uncommitted: Option<u64> = None;
     let mut last_commit = Instant::now();
     let mut batch: Vec<RecordedEvent> = Vec::with_capacity(BATCH);
     loop {
-        let Some(first) = subscription.next().await else {
-            return Ok(()); // the log shut down
+        // With applied events waiting for a commit, the commit interval or a waiting request
+        // may end the wait before the log has anything new.
+        let next = if uncommitted > 0 && live {
+            let due = tokio::time::Instant::from_std(last_commit + interval);
+            tokio::select! {
+                message = subscription.next() => Some(message),
+                _ = demand.wake.notified() => None,
+                _ = tokio::time::sleep_until(due) => None,
+            }
+        } else {
+            Some(subscription.next().await)
         };
         let mut became_live = false;
-        take(first, &mut batch, &mut scanned, &mut became_live)?;
-        while batch.len() < BATCH {
-            match subscription.try_next() {
-                Some(message) => take(message, &mut batch, &mut scanned, &mut became_live)?,
-                None => break,
+        if let Some(message) = next {
+            let Some(first) = message else {
+                return Ok(()); // the log shut down
+            };
+            take(first, &mut batch, &mut scanned, &mut became_live)?;
+            while batch.len() < BATCH {
+                match subscription.try_next() {
+                    Some(message) => take(message, &mut batch, &mut scanned, &mut became_live)?,
+                    None => break,
+                }
             }
         }
+        if uncommitted == 0 {
+            first_uncommitted = batch.first().map(|e| e.position.0);
+        }
         uncommitted += batch.len();
+        // Everything before the first uncommitted event is in the visible state.
+        let visible = first_uncommitted.map_or(scanned, |first| first - 1);
+        let wanted = demand.wanted.load(Ordering::Acquire) > visible;
         let commit_at = if uncommitted > 0 {
-            (live
+            ((live && (wanted || last_commit.elapsed() >= interval))
                 || became_live
                 || uncommitted >= CATCH_UP_COMMIT_EVERY
                 || last_commit.elapsed() >= CATCH_UP_COMMIT_INTERVAL)
@@ -204,18 +249,20 @@ async fn run<P: Projection>(
             projection = Some(owned);
             outcome?;
         }
-        if let Some(position) = commit_at {
+        let visible = if let Some(position) = commit_at {
             stored = position.0;
             uncommitted = 0;
+            first_uncommitted = None;
             last_commit = Instant::now();
-        }
-        if uncommitted == 0 {
-            applied.send_if_modified(|published| {
-                let moved = *published < scanned;
-                *published = (*published).max(scanned);
-                moved
-            });
-        }
+            scanned
+        } else {
+            visible
+        };
+        applied.send_if_modified(|published| {
+            let moved = *published < visible;
+            *published = (*published).max(visible);
+            moved
+        });
         if became_live && !live {
             live = true;
             let _ = state.send(RunnerState::Live);

@@ -30,6 +30,9 @@ use writer::{WriteRequest, Writer};
 /// How often the log looks for events appended by another process.
 const FOREIGN_POLL: Duration = Duration::from_millis(250);
 
+/// Most reads running at once (and read connections kept open).
+const READERS: usize = 16;
+
 /// The embedded SQLite event log. Cheap to clone; clones share one writer.
 #[derive(Clone)]
 pub struct SqliteLog {
@@ -71,7 +74,7 @@ impl SqliteLog {
             .spawn(move || writer.run(receiver))
             .map_err(|e| EventLogError::Unavailable(format!("cannot start log writer: {e}")))?;
         let inner = Arc::new(Inner {
-            readers: ReaderPool::new(path.clone(), 8),
+            readers: ReaderPool::new(path.clone(), READERS),
             path,
             requests: Mutex::new(Some(requests)),
             writer_thread: Mutex::new(Some(writer_thread)),
@@ -97,9 +100,14 @@ impl SqliteLog {
         f: impl FnOnce(&rusqlite::Connection) -> Result<T, EventLogError> + Send + 'static,
     ) -> Result<T, EventLogError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.readers.with(f))
-            .await
-            .map_err(|e| EventLogError::Unavailable(format!("read task failed: {e}")))?
+        let permit = inner.readers.permit().await?;
+        tokio::task::spawn_blocking(move || {
+            let out = inner.readers.with(f);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| EventLogError::Unavailable(format!("read task failed: {e}")))?
     }
 
     async fn commit(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>, EventLogError> {
@@ -239,11 +247,12 @@ async fn poll_foreign_appends(inner: std::sync::Weak<Inner>) {
         if inner.head.receiver_count() == 0 {
             continue;
         }
-        let polled = {
-            let inner = inner.clone();
-            tokio::task::spawn_blocking(move || inner.readers.with(reader::head)).await
-        };
-        if let Ok(Ok(Some(position))) = polled {
+        let polled = SqliteLog {
+            inner: inner.clone(),
+        }
+        .read(reader::head)
+        .await;
+        if let Ok(Some(position)) = polled {
             inner.head.send_if_modified(|head| {
                 let moved = position.0 > *head;
                 if moved {

@@ -1,10 +1,11 @@
 //! Read connections and row decoding. Readers never block the writer (WAL).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rusqlite::{types::Value as SqlValue, Connection, Row};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::schema;
@@ -12,23 +13,41 @@ use crate::eventlog::{
     Direction, EventFilter, EventLogError, EventMetadata, Position, RecordedEvent, StreamStart,
 };
 
-/// A small pool of read-only connections; grows on demand, keeps at most `keep` idle.
+/// A pool of at most `size` read-only connections, opened on demand and kept open.
+///
+/// Readers take a permit before they leave the async runtime, so no more than `size` reads
+/// run at once and the pool never has to open a connection it will not keep: opening one
+/// (file, pragmas, schema, an empty statement cache) costs more than the point reads it serves,
+/// and 64 concurrent requests used to open and close connections all the time. Waiting for a
+/// permit is also what keeps 64 blocking threads from competing for 2 cores.
 pub struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    keep: usize,
+    permits: Arc<Semaphore>,
+    size: usize,
 }
 
 impl ReaderPool {
-    pub fn new(path: PathBuf, keep: usize) -> Self {
+    pub fn new(path: PathBuf, size: usize) -> Self {
         Self {
             path,
-            idle: Mutex::new(Vec::new()),
-            keep,
+            idle: Mutex::new(Vec::with_capacity(size)),
+            permits: Arc::new(Semaphore::new(size)),
+            size,
         }
     }
 
-    /// Runs `f` on a pooled connection. Blocking: call from `spawn_blocking`.
+    /// A turn to read; hold it while [`ReaderPool::with`] runs.
+    pub async fn permit(&self) -> Result<OwnedSemaphorePermit, EventLogError> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EventLogError::Closed)
+    }
+
+    /// Runs `f` on a pooled connection. Blocking: call from `spawn_blocking`, holding a
+    /// [`ReaderPool::permit`].
     pub fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, EventLogError>,
@@ -39,7 +58,7 @@ impl ReaderPool {
         };
         let out = f(&conn);
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.keep {
+            if idle.len() < self.size {
                 idle.push(conn);
             }
         }
@@ -265,11 +284,13 @@ fn push_in(sql: &mut String, params: &mut Vec<SqlValue>, test: &str, values: &[S
 }
 
 pub fn head(conn: &Connection) -> Result<Option<Position>, EventLogError> {
-    conn.query_row("SELECT MAX(global_position) FROM events", [], |r| {
-        r.get::<_, Option<i64>>(0)
-    })
-    .map(|p| p.map(|p| Position(p as u64)))
-    .map_err(read_error)
+    let mut statement = conn
+        .prepare_cached("SELECT MAX(global_position) FROM events")
+        .map_err(read_error)?;
+    statement
+        .query_row([], |r| r.get::<_, Option<i64>>(0))
+        .map(|p| p.map(|p| Position(p as u64)))
+        .map_err(read_error)
 }
 
 pub fn stream_revision(conn: &Connection, stream: &str) -> Result<Option<u64>, EventLogError> {
