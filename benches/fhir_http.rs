@@ -9,7 +9,8 @@
 //! `cargo bench --bench fhir_http` (environment: `FHIR_BENCH_SECONDS`, default 10;
 //! `FHIR_BENCH_CONNECTIONS`, default 64; `FHIR_BENCH_AUDIT`: `on`, `off`, or both by default,
 //! which runs the whole scenario without and then with the access history and prints the
-//! ratio of read throughputs). The generator runs on the same machine as the
+//! ratio of read throughputs; `FHIR_BENCH_GROUP_COMMIT_MS`, default 2, the access history's
+//! least time between commits). The generator runs on the same machine as the
 //! server, so both share its cores.
 
 #[path = "../tests/support/mod.rs"]
@@ -104,12 +105,16 @@ fn main() {
 
 /// Ingests the population, then reads by id for `seconds`; returns requests/s.
 fn scenario(audit: bool, seconds: u64, connections: usize) -> f64 {
+    let group_commit_ms: u64 = std::env::var("FHIR_BENCH_GROUP_COMMIT_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     // The per-app rate limit (1,000/s by default) would measure the limiter, not the server.
     let data = tempfile::tempdir().expect("temp dir");
     let config = data.path().join("bench.toml");
     std::fs::write(
         &config,
-        format!("[smart]\nrate_limit_per_second = 1000000\nrate_limit_burst = 1000000\n[audit]\nenabled = {audit}\n"),
+        format!("[smart]\nrate_limit_per_second = 1000000\nrate_limit_burst = 1000000\n[audit]\nenabled = {audit}\ngroup_commit_ms = {group_commit_ms}\n"),
     )
     .expect("write bench config");
     let server = Server::start_in(

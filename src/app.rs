@@ -84,7 +84,10 @@ impl App {
             AuditViewProjection::open(&projection::projections_dir(&config.data_dir))?;
         let audit_view = audit_projection.view();
         let audit_handle = runner::spawn(log.clone(), audit_projection);
-        let audit = crate::audit::Auditor::start(log.clone());
+        let audit = crate::audit::Auditor::start(
+            log.clone(),
+            Duration::from_millis(config.audit.group_commit_ms),
+        );
         Ok(Arc::new(Self {
             config,
             log,

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use sphere_domain::audit::{stream_for, AccessRecord, ACCESS_RECORDED};
 use sphere_domain::envelope::{Actor, EventMetadata, NewEvent};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant};
 
 use crate::eventlog::{EventLog, ExpectedRevision, StreamWrite};
 
@@ -180,11 +181,25 @@ pub struct Auditor {
 const MAX_BATCH: usize = 2048;
 
 impl Auditor {
-    pub fn start(log: Arc<dyn EventLog>) -> Arc<Self> {
+    /// Starts the recorder; commits start at least `pace` apart (records arriving meanwhile
+    /// join the next one).
+    pub fn start(log: Arc<dyn EventLog>, pace: Duration) -> Arc<Self> {
         let (queue, mut rx) = mpsc::channel::<Pending>(16 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut last = Instant::now();
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let due = last + pace;
+                if Instant::now() < due && batch.len() < MAX_BATCH {
+                    tokio::time::sleep_until(due).await;
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                last = Instant::now();
                 commit(log.as_ref(), std::mem::take(&mut batch)).await;
             }
         });
@@ -311,7 +326,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn EventLog> =
             Arc::new(crate::eventlog::sqlite::SqliteLog::open(dir.path()).unwrap());
-        let auditor = Auditor::start(log.clone());
+        let auditor = Auditor::start(log.clone(), Duration::from_millis(2));
         let mut tasks = Vec::new();
         for i in 0..200 {
             let auditor = auditor.clone();

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::{
     AppendResult, Direction, EventFilter, EventLog, EventLogError, ExpectedRevision, NewEvent,
@@ -25,10 +25,14 @@ use super::{
 };
 use reader::ReaderPool;
 pub use writer::now_ms;
+pub use writer::Committed;
 use writer::{WriteRequest, Writer};
 
 /// How often the log looks for events appended by another process.
 const FOREIGN_POLL: Duration = Duration::from_millis(250);
+
+/// Commits a live subscription may fall behind by before it reads from the file instead.
+const FEED_COMMITS: usize = 1024;
 
 /// Most reads running at once (and read connections kept open).
 const READERS: usize = 16;
@@ -46,6 +50,8 @@ struct Inner {
     readers: ReaderPool,
     /// Position of the newest committed event (0 for an empty log).
     head: watch::Sender<u64>,
+    /// Each commit's events, as live subscriptions take them (no read of the file).
+    feed: broadcast::Sender<Committed>,
 }
 
 impl SqliteLog {
@@ -67,7 +73,8 @@ impl SqliteLog {
             .map_err(|e| schema::open_error(&path, e))?;
         let head_now = reader::head(&conn)?.map(|p| p.0).unwrap_or(0);
         let (head, _) = watch::channel(head_now);
-        let writer = Writer::new(conn, path.clone(), head.clone())?;
+        let (feed, _) = broadcast::channel(FEED_COMMITS);
+        let writer = Writer::new(conn, path.clone(), head.clone(), feed.clone())?;
         let (requests, receiver) = mpsc::unbounded_channel();
         let writer_thread = std::thread::Builder::new()
             .name("sphere-log-writer".into())
@@ -79,6 +86,7 @@ impl SqliteLog {
             requests: Mutex::new(Some(requests)),
             writer_thread: Mutex::new(Some(writer_thread)),
             head,
+            feed,
         });
         tokio::spawn(poll_foreign_appends(Arc::downgrade(&inner)));
         start_checkpointer(Arc::downgrade(&inner))?;
@@ -93,6 +101,11 @@ impl SqliteLog {
     /// A receiver that changes whenever the head position moves.
     pub fn head_watch(&self) -> watch::Receiver<u64> {
         self.inner.head.subscribe()
+    }
+
+    /// Every commit from now on, with its events (see [`Committed`]).
+    pub fn feed(&self) -> broadcast::Receiver<Committed> {
+        self.inner.feed.subscribe()
     }
 
     async fn read<T: Send + 'static>(
@@ -244,7 +257,7 @@ async fn poll_foreign_appends(inner: std::sync::Weak<Inner>) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        if inner.head.receiver_count() == 0 {
+        if inner.head.receiver_count() == 0 && inner.feed.receiver_count() == 0 {
             continue;
         }
         let polled = SqliteLog {
@@ -253,13 +266,21 @@ async fn poll_foreign_appends(inner: std::sync::Weak<Inner>) {
         .read(reader::head)
         .await;
         if let Ok(Some(position)) = polled {
-            inner.head.send_if_modified(|head| {
+            let moved = inner.head.send_if_modified(|head| {
                 let moved = position.0 > *head;
                 if moved {
                     *head = position.0;
                 }
                 moved
             });
+            if moved {
+                // Nothing in memory: subscriptions read up to here from the file.
+                let _ = inner.feed.send(Committed {
+                    after: position.0,
+                    upto: position.0,
+                    events: Arc::default(),
+                });
+            }
         }
     }
 }

@@ -1,14 +1,23 @@
 //! Catch-up subscriptions over the embedded log.
 //!
-//! The task reads `$all` in pages up to a known head, so every page is a closed range
-//! `(cursor, upto]` of committed positions: nothing past `upto` can be half-visible, and since
-//! the writer assigns positions under its lock, nothing below `upto` can still appear later.
-//! That is what makes "historical, caught up, live" gap-free and duplicate-free.
+//! Catching up, the task reads `$all` in pages up to a known head, so every page is a closed
+//! range `(cursor, upto]` of committed positions: nothing past `upto` can be half-visible, and
+//! since the writer assigns positions under its lock, nothing below `upto` can still appear
+//! later. That is what makes "historical, caught up, live" gap-free and duplicate-free.
+//!
+//! Live, the task takes each commit's events from the writer's feed ([`Committed`]) instead
+//! of reading them back from the file: a commit is one contiguous range of positions, so a
+//! commit that starts at the cursor is delivered from memory, and anything else - another
+//! process's commit, a subscription that fell more than the feed holds behind - is read from
+//! the file up to where the feed resumes. With the access history on, the log commits hundreds
+//! of times a second, and each read cost every projection a blocking task and a query.
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
-use super::{reader, SqliteLog};
-use crate::eventlog::{EventFilter, EventLogError, Position, Subscription, SubscriptionMessage};
+use super::{reader, Committed, SqliteLog};
+use crate::eventlog::{
+    EventFilter, EventLogError, Position, RecordedEvent, Subscription, SubscriptionMessage,
+};
 
 const PAGE: usize = 1024;
 const BUFFER: usize = 4096;
@@ -32,7 +41,8 @@ async fn run(
     filter: EventFilter,
     sender: &Sender,
 ) -> Result<(), EventLogError> {
-    let mut head = log.head_watch();
+    // Taken before the head is read, so that no commit after it is missed.
+    let mut feed = log.feed();
     // The true head from the file, not the watch: another process may have appended.
     let start = crate::eventlog::EventLog::head(log).await?;
     let mut cursor = after.map(|p| p.0).unwrap_or(0);
@@ -49,22 +59,87 @@ async fn run(
         return Ok(());
     }
     loop {
-        let upto = *head.borrow_and_update();
-        if upto > cursor {
-            if !deliver(log, &mut cursor, upto, &filter, sender).await? {
-                return Ok(());
-            }
-            continue;
-        }
-        tokio::select! {
-            changed = head.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-            }
+        let commit = tokio::select! {
+            commit = feed.recv() => commit,
             _ = sender.closed() => return Ok(()),
+        };
+        let delivered = match commit {
+            Ok(commit) => take_commit(log, &mut cursor, commit, &filter, sender).await?,
+            // Fell behind the feed: read what was missed from the file.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let upto = *log.head_watch().borrow();
+                upto <= cursor || deliver(log, &mut cursor, upto, &filter, sender).await?
+            }
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        };
+        if !delivered {
+            return Ok(());
         }
     }
+}
+
+/// Delivers `commit` past `cursor`: from the file up to where it starts when there is a gap
+/// before it, then its events from memory. `Ok(false)` when the subscriber went away.
+async fn take_commit(
+    log: &SqliteLog,
+    cursor: &mut u64,
+    commit: Committed,
+    filter: &EventFilter,
+    sender: &Sender,
+) -> Result<bool, EventLogError> {
+    if commit.upto <= *cursor {
+        return Ok(true); // already read from the file
+    }
+    if commit.after > *cursor && !deliver(log, cursor, commit.after, filter, sender).await? {
+        return Ok(false);
+    }
+    let fresh = commit
+        .events
+        .iter()
+        .filter(|e| e.position.0 > *cursor && filter.matches(&e.stream, &e.event_type));
+    let delivered = send_events(fresh.cloned(), sender).await;
+    *cursor = commit.upto;
+    finish(delivered, commit.upto, sender).await
+}
+
+/// Sends `events`; `None` when the subscriber went away, else the position of the last one.
+async fn send_events(
+    events: impl Iterator<Item = RecordedEvent>,
+    sender: &Sender,
+) -> Option<Option<u64>> {
+    let mut last = None;
+    for event in events {
+        last = Some(event.position.0);
+        if sender
+            .send(Ok(SubscriptionMessage::Event(event)))
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    }
+    Some(last)
+}
+
+/// After delivering up to `upto`: when the filter dropped the events at the end of the range,
+/// a [`SubscriptionMessage::Checkpoint`] at `upto` says so.
+async fn finish(
+    delivered: Option<Option<u64>>,
+    upto: u64,
+    sender: &Sender,
+) -> Result<bool, EventLogError> {
+    let Some(last) = delivered else {
+        return Ok(false);
+    };
+    if last != Some(upto)
+        && sender
+            .send(Ok(SubscriptionMessage::Checkpoint(Position(upto))))
+            .await
+            .is_err()
+    {
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Sends every matching event in `(cursor, upto]` and moves `cursor` to `upto`; when the
@@ -95,7 +170,7 @@ async fn deliver(
         })
     };
     let mut pending = (*cursor < upto).then(|| read_page(*cursor));
-    let mut delivered = *cursor;
+    let mut delivered = Some(None);
     while let Some(page) = pending.take() {
         let events = page
             .await
@@ -108,24 +183,11 @@ async fn deliver(
         if *cursor < upto {
             pending = Some(read_page(*cursor));
         }
-        for event in events {
-            delivered = event.position.0;
-            if sender
-                .send(Ok(SubscriptionMessage::Event(event)))
-                .await
-                .is_err()
-            {
-                return Ok(false);
-            }
-        }
+        delivered = match send_events(events.into_iter(), sender).await {
+            None => return Ok(false),
+            Some(None) => delivered,
+            Some(last) => Some(last),
+        };
     }
-    if delivered < upto
-        && sender
-            .send(Ok(SubscriptionMessage::Checkpoint(Position(upto))))
-            .await
-            .is_err()
-    {
-        return Ok(false);
-    }
-    Ok(true)
+    finish(delivered, upto, sender).await
 }

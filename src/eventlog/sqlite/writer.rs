@@ -10,14 +10,16 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::schema;
 use crate::eventlog::{
-    category_of, AppendResult, EventLogError, ExpectedRevision, Position, StreamWrite,
+    category_of, AppendResult, EventLogError, ExpectedRevision, Position, RecordedEvent,
+    StreamWrite,
 };
 
 /// The most appends written in one transaction: large enough to amortize the fsync, small
@@ -36,12 +38,23 @@ pub struct Writer {
     /// even if the wall clock does (Bulk Data `_since` relies on it).
     last_commit_ms: i64,
     head: watch::Sender<u64>,
+    /// Every commit's events, for live subscriptions (see [`Committed`]).
+    feed: broadcast::Sender<Committed>,
     /// Current revision of recently written streams, so that most appends need no read.
     /// Dropped whenever another process has committed to the file (see `data_version`).
     revisions: HashMap<String, u64>,
     /// SQLite's `data_version` as of our last look: it changes only when *another*
     /// connection commits, which makes the revision cache stale.
     data_version: i64,
+}
+
+/// One commit's events as a reader would read them: exactly the positions `(after, upto]`
+/// (`events` empty when the log moved by another process's commit, which only a read shows).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub after: u64,
+    pub upto: u64,
+    pub events: Arc<Vec<RecordedEvent>>,
 }
 
 /// Beyond this many cached stream revisions the cache starts over (bounded memory).
@@ -52,6 +65,7 @@ impl Writer {
         conn: Connection,
         path: PathBuf,
         head: watch::Sender<u64>,
+        feed: broadcast::Sender<Committed>,
     ) -> Result<Self, EventLogError> {
         let last_commit_ms: i64 = conn
             .query_row("SELECT COALESCE(MAX(created_ms), 0) FROM events", [], |r| {
@@ -64,6 +78,7 @@ impl Writer {
             path,
             last_commit_ms,
             head,
+            feed,
             revisions: HashMap::new(),
             data_version,
         })
@@ -86,7 +101,8 @@ impl Writer {
     fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
         let started = std::time::Instant::now();
         let commit_ms = now_ms().max(self.last_commit_ms);
-        let (outcomes, committed) = match self.write_batch(&batch, commit_ms) {
+        let mut fresh = Vec::new();
+        let (outcomes, committed) = match self.write_batch(&batch, commit_ms, &mut fresh) {
             Ok(outcomes) => (outcomes, true),
             Err(e) => {
                 tracing::error!(error = %e, "event log commit failed");
@@ -120,6 +136,15 @@ impl Writer {
                 .filter_map(|o| o.as_ref().ok())
                 .flat_map(|results| results.iter().map(|r| r.position.0))
                 .max();
+            // The events inserted are one contiguous range of positions (the write lock is
+            // held from the first insert to the commit).
+            if let (Some(first), Some(last)) = (fresh.first(), fresh.last()) {
+                let _ = self.feed.send(Committed {
+                    after: first.position.0 - 1,
+                    upto: last.position.0,
+                    events: Arc::new(std::mem::take(&mut fresh)),
+                });
+            }
             if let Some(newest) = newest {
                 self.head.send_if_modified(|head| {
                     let moved = newest > *head;
@@ -143,6 +168,7 @@ impl Writer {
         &mut self,
         batch: &[WriteRequest],
         commit_ms: i64,
+        fresh: &mut Vec<RecordedEvent>,
     ) -> Result<Vec<Result<Vec<AppendResult>, EventLogError>>, EventLogError> {
         let path = self.path.clone();
         let sql_err =
@@ -170,7 +196,12 @@ impl Writer {
                     .and_then(|mut s| s.execute([]))
                     .map_err(sql_err)?;
             }
-            let outcome = write_request(&tx, &self.revisions, &request.writes, commit_ms);
+            let inserted_before = fresh.len();
+            let outcome = write_request(&tx, &self.revisions, &request.writes, commit_ms, fresh);
+            if outcome.is_err() {
+                // Rolled back below: none of its inserts is committed.
+                fresh.truncate(inserted_before);
+            }
             if guarded {
                 let end = if outcome.is_ok() {
                     "RELEASE request"
@@ -208,6 +239,7 @@ impl Writer {
             for (stream, _) in touched {
                 self.revisions.remove(&stream);
             }
+            fresh.clear();
             return Err(sql_err(e));
         }
         Ok(outcomes)
@@ -235,6 +267,7 @@ fn write_request(
     cache: &HashMap<String, u64>,
     writes: &[StreamWrite],
     commit_ms: i64,
+    fresh: &mut Vec<RecordedEvent>,
 ) -> Result<Vec<AppendResult>, WriteFailure> {
     if writes.is_empty() {
         return Err(WriteFailure::Rejected(EventLogError::InvalidAppend(
@@ -261,15 +294,17 @@ fn write_request(
     }
     writes
         .iter()
-        .map(|write| write_stream(tx, cache, write, commit_ms))
+        .map(|write| write_stream(tx, cache, write, commit_ms, fresh))
         .collect()
 }
 
+/// Inserts `write`'s events, adding each to `fresh` as a reader will see it.
 fn write_stream(
     tx: &Connection,
     cache: &HashMap<String, u64>,
     write: &StreamWrite,
     commit_ms: i64,
+    fresh: &mut Vec<RecordedEvent>,
 ) -> Result<AppendResult, WriteFailure> {
     let current: Option<u64> = match cache.get(&write.stream) {
         Some(revision) => Some(*revision),
@@ -308,7 +343,7 @@ fn write_stream(
     for event in &write.events {
         let mut metadata = event.metadata.clone();
         metadata.commit_ms = commit_ms;
-        let metadata = serde_json::to_vec(&metadata).map_err(|e| {
+        let stored_metadata = serde_json::to_vec(&metadata).map_err(|e| {
             WriteFailure::Rejected(EventLogError::InvalidAppend(format!("metadata: {e}")))
         })?;
         let inserted = insert.execute(params![
@@ -318,7 +353,7 @@ fn write_stream(
             category,
             event.event_type,
             event.data.as_ref(),
-            metadata,
+            stored_metadata,
             commit_ms,
         ]);
         match inserted {
@@ -335,6 +370,15 @@ fn write_stream(
             Err(e) => return Err(e.into()),
         }
         position = tx.last_insert_rowid();
+        fresh.push(RecordedEvent {
+            position: Position(position as u64),
+            stream: write.stream.clone(),
+            revision,
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            data: event.data.clone(),
+            metadata,
+        });
         revision += 1;
     }
     let last = revision - 1;
