@@ -4,11 +4,13 @@
 //! Handlers are thin: parse the query (`sphere_domain::fhir::search_query`), wait until the
 //! search index has applied every write committed before the request started
 //! (read-your-writes), search one index snapshot (`sphere_projections::search_index`), and
-//! format a searchset Bundle (`bundle.rs`). Paging links carry a cursor (the last sort key and
-//! id), not an offset, so they keep working while writes continue.
+//! format a searchset Bundle (`bundle.rs`). What the asker's grant lets a search see is
+//! decided before it runs and inside the index (`grant.rs`). Paging links carry a cursor (the
+//! last sort key and id), not an offset, so they keep working while writes continue.
 
 mod bundle;
 mod everything;
+mod grant;
 
 use std::sync::Arc;
 
@@ -335,7 +337,9 @@ async fn search_type(
         strict: strict(headers),
         base_url: app.config.fhir_base_url(),
     };
-    let query = search_query::parse(resource_type, &pairs, &options)?;
+    let mut query = search_query::parse(resource_type, &pairs, &options)?;
+    grant::authorize_traversals(&ctx, &mut query)?;
+    grant::fold_granted_queries(&ctx, &mut query, &options.base_url);
     wait_for_index(app).await?;
     let request = SearchRequest {
         query,
@@ -464,9 +468,13 @@ async fn search_system(
         .cloned()
         .collect();
     let mut query = search_query::parse(first, &typed, &options)?;
+    grant::authorize_traversals(&ctx, &mut query)?;
+    grant::fold_granted_queries(&ctx, &mut query, &options.base_url);
     let mut others = Vec::with_capacity(types.len() - 1);
     for t in &types[1..] {
-        let other = search_query::parse(t, &typed, &options)?;
+        let mut other = search_query::parse(t, &typed, &options)?;
+        grant::authorize_traversals(&ctx, &mut other)?;
+        grant::fold_granted_queries(&ctx, &mut other, &options.base_url);
         for ignored in &other.ignored {
             if !query.ignored.contains(ignored) {
                 query.ignored.push(ignored.clone());
