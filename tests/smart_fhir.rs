@@ -676,3 +676,26 @@ async fn a_patient_grants_system_search_stays_in_its_patients_compartment() {
     .await;
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn everything_counts_and_returns_only_what_the_grant_may_see() {
+    let server = Server::start();
+    seed(&server).await;
+    let token = patient_token(
+        &server,
+        &format!("launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs?category={LAB}"),
+    )
+    .await;
+    // p1's compartment holds p1, lab1, vital1 and c1; the grant sees p1 and lab1.
+    let bundle = search(&server, "/fhir/r4/Patient/p1/$everything", &token).await;
+    assert_eq!(bundle["total"], 2, "{bundle}");
+    assert_eq!(entry_ids(&bundle), ["Observation/lab1", "Patient/p1"]);
+    let first = search(&server, "/fhir/r4/Patient/p1/$everything?_count=1", &token).await;
+    let next = next_link(&first).expect("a second page");
+    let second = search(&server, &next, &token).await;
+    assert_eq!(entry_ids(&second), ["Patient/p1"]);
+    assert_eq!(next_link(&second), None, "{second}");
+    // Another patient's record is refused, as their compartment search is.
+    let r = get(&server, "/fhir/r4/Patient/p2/$everything", Some(&token)).await;
+    assert_eq!(r.status(), 403);
+}
