@@ -699,3 +699,64 @@ async fn everything_counts_and_returns_only_what_the_grant_may_see() {
     let r = get(&server, "/fhir/r4/Patient/p2/$everything", Some(&token)).await;
     assert_eq!(r.status(), 403);
 }
+
+async fn post_observation(
+    server: &Server,
+    token: &str,
+    body: Value,
+    if_none_exist: &str,
+) -> reqwest::Response {
+    server
+        .client()
+        .post(server.url("/fhir/r4/Observation"))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", if_none_exist)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn conditional_writes_match_only_what_the_grant_may_see() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    let token = backend
+        .token(&server, &format!("system/Observation.cruds?category={LAB}"))
+        .await;
+    let mut lab = observation("ignored", "p1", "laboratory");
+    lab.as_object_mut().unwrap().remove("id");
+    // vital1 is not the grant's to see: If-None-Exist does not match it (nor hand it back).
+    let r = post_observation(&server, &token, lab.clone(), "_id=vital1").await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let r = post_observation(&server, &token, lab.clone(), "_id=lab2").await;
+    assert_eq!(r.status(), 200, "a visible match is answered with it");
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], "lab2");
+    // Nor is it the one a conditional update or delete changes.
+    let r = server
+        .client()
+        .put(server.url("/fhir/r4/Observation?_id=vital1"))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .body(lab.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "no visible match: a new resource");
+    let r = server
+        .client()
+        .delete(server.url("/fhir/r4/Observation?_id=vital1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "no visible match: nothing deleted");
+    let all = backend.token(&server, "system/Observation.rs").await;
+    let vital1: Value = get(&server, "/fhir/r4/Observation/vital1", Some(&all))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(vital1["meta"]["versionId"], "1", "{vital1}");
+}

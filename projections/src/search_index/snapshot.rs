@@ -24,7 +24,7 @@ use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 use super::document::{fold_code, term};
 use super::evaluate;
 use super::schema::Fields;
-use super::visibility::{SeesAll, Visibility};
+use super::visibility::Visibility;
 
 /// Most resources a chain or `_has` sub-search may select before the request is refused as
 /// too broad (each becomes a term of the outer query).
@@ -173,13 +173,15 @@ impl Snapshot {
         Ok(hits)
     }
 
-    /// The ids of `resource_type` resources matching `clauses` (conditional interactions).
+    /// The ids of `resource_type` resources that `visibility` lets the searcher see and that
+    /// match `clauses` (conditional interactions).
     pub fn matching_ids(
         &self,
         resource_type: &str,
         clauses: &[Clause],
+        visibility: &dyn Visibility,
     ) -> Result<Vec<String>, SearchIndexError> {
-        let candidates = self.candidates(resource_type, clauses, None, false, &SeesAll)?;
+        let candidates = self.candidates(resource_type, clauses, None, false, visibility)?;
         let addresses: Vec<DocAddress> = candidates.into_iter().map(|(a, _)| a).collect();
         let mut ids = self.ids_of(&addresses)?;
         ids.sort();

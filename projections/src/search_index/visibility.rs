@@ -21,8 +21,7 @@ pub trait Visibility {
     fn admits(&self, resource_type: &str, resource: &Value) -> bool;
 }
 
-/// A searcher that sees every resource: operator tools, conditional interactions (which
-/// authorize the type themselves) and the index's own tests.
+/// A searcher that sees every resource: operator tools and the index's own tests.
 pub struct SeesAll;
 
 impl Visibility for SeesAll {

@@ -505,11 +505,13 @@ async fn search_system(
 }
 
 /// The ids of `resource_type` resources matching `query` (a query string such as
-/// `identifier=urn:mrn|123`): conditional create, update and delete. Waits for
-/// read-your-writes like every search. Unknown parameters are an error here: a conditional
-/// write must never match more than its author meant.
+/// `identifier=urn:mrn|123`) that `ctx` may see: conditional create, update and delete. Waits
+/// for read-your-writes like every search. Unknown parameters are an error here: a conditional
+/// write must never match more than its author meant, and never what its grant cannot see (an
+/// `If-None-Exist` match is answered with the resource).
 pub async fn find_ids(
     app: &App,
+    ctx: &AccessContext,
     resource_type: &str,
     query: &str,
 ) -> Result<Vec<String>, SearchError> {
@@ -518,13 +520,16 @@ pub async fn find_ids(
         strict: true,
         base_url: app.config.fhir_base_url(),
     };
-    let parsed = search_query::parse(resource_type, &pairs, &options)?;
+    let mut parsed = search_query::parse(resource_type, &pairs, &options)?;
+    grant::authorize_traversals(ctx, &mut parsed)?;
+    grant::fold_granted_queries(ctx, &mut parsed, &options.base_url);
     wait_for_index(app).await?;
     let index = app.search.clone();
+    let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
         index
             .snapshot()
-            .matching_ids(&parsed.resource_type, &parsed.clauses)
+            .matching_ids(&parsed.resource_type, &parsed.clauses, &ctx)
             .map_err(SearchError::from)
     })
     .await
