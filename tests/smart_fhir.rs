@@ -760,3 +760,47 @@ async fn conditional_writes_match_only_what_the_grant_may_see() {
         .unwrap();
     assert_eq!(vital1["meta"]["versionId"], "1", "{vital1}");
 }
+
+#[tokio::test]
+async fn an_update_cannot_overwrite_a_resource_outside_the_grant() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    let token = backend
+        .token(&server, &format!("system/Observation.cruds?category={LAB}"))
+        .await;
+    let put = |id: &str| {
+        server
+            .client()
+            .put(server.url(&format!("/fhir/r4/Observation/{id}")))
+            .bearer_auth(&token)
+            .header("content-type", "application/fhir+json")
+            .body(observation(id, "p1", "laboratory").to_string())
+            .send()
+    };
+    // vital1 becoming a lab result would pass the check of the new content alone.
+    let r = put("vital1").await.unwrap();
+    assert_eq!(r.status(), 403, "{:?}", r.text().await);
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": observation("vital1", "p1", "laboratory"),
+        "request": {"method": "PUT", "url": "Observation/vital1"}}]});
+    let r = server
+        .client()
+        .post(server.url("/fhir/r4"))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .body(transaction.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "{:?}", r.text().await);
+    let all = backend.token(&server, "system/Observation.rs").await;
+    let vital1: Value = get(&server, "/fhir/r4/Observation/vital1", Some(&all))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(vital1["meta"]["versionId"], "1", "{vital1}");
+    // Within the grant, updates and new ids go through.
+    assert_eq!(put("lab1").await.unwrap().status(), 200);
+    assert_eq!(put("lab3").await.unwrap().status(), 201);
+}
