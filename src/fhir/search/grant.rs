@@ -48,7 +48,7 @@ fn authorize_clause(ctx: &AccessContext, clause: &mut Clause) -> Result<(), Deni
                     }
                 },
             );
-            if let (true, Some(denied)) = (target_types.is_empty(), refused) {
+            if let Some(denied) = refused.filter(|_| target_types.is_empty()) {
                 return Err(denied);
             }
             authorize_clause(ctx, inner)
