@@ -89,8 +89,20 @@ fn observation(id: &str, patient: &str, category: &str) -> Value {
         "subject": {"reference": format!("Patient/{patient}")}})
 }
 
-/// Seeds two patients and their data with a backend token; returns nothing but the server.
-async fn seed(server: &Server) {
+/// The backend client `seed` registers (allowed `system/*.cruds`): mints narrower tokens.
+struct Backend {
+    key: EncodingKey,
+    client_id: String,
+}
+
+impl Backend {
+    async fn token(&self, server: &Server, scope: &str) -> String {
+        backend_token(server, &self.key, &self.client_id, scope).await
+    }
+}
+
+/// Seeds two patients and their data with a backend token; returns the backend client.
+async fn seed(server: &Server) -> Backend {
     let (key, jwks) = backend_keys();
     let r = server.client().post(server.url("/auth/register")).json(&json!({
         "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "scope": "system/*.cruds",
@@ -113,6 +125,7 @@ async fn seed(server: &Server) {
         "code": {"text": "Asthma"}}),
     )
     .await;
+    Backend { key, client_id }
 }
 
 /// A patient-app token for `p1` with `scope` through the real login and consent forms.
@@ -338,11 +351,11 @@ async fn fhir_reads_need_a_valid_token_and_stay_within_its_scopes() {
         })
         .unwrap_or_default();
     assert_eq!(ids, vec!["lab1"], "{bundle}");
-    // Counts stay within the patient in context: p2's lab is not counted, and another
-    // patient's compartment is refused.
+    // Counts stay within the patient in context and the granted category: neither p2's lab
+    // nor p1's vital signs are counted, and another patient's compartment is refused.
     let r = get(&server, "/fhir/r4/Observation?_summary=count", Some(&token)).await;
     let count: Value = r.json().await.unwrap();
-    assert_eq!(count["total"], 2, "p1's two Observations only: {count}");
+    assert_eq!(count["total"], 1, "p1's lab only: {count}");
     let r = get(&server, "/fhir/r4/Patient/p2/Observation", Some(&token)).await;
     assert_eq!(r.status(), 403);
     assert_eq!(
@@ -439,4 +452,355 @@ async fn no_request_succeeds_after_the_revoke_call_returns() {
             .status(),
         401
     );
+}
+
+/// `Type/id` of a searchset's entries, in order.
+fn entry_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["search"]["mode"] != "outcome")
+                .map(|e| {
+                    format!(
+                        "{}/{}",
+                        e["resource"]["resourceType"].as_str().unwrap_or_default(),
+                        e["resource"]["id"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The path and query of a Bundle's `next` link, if it has one.
+fn next_link(bundle: &Value) -> Option<String> {
+    let link = bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")?;
+    let url = url::Url::parse(link["url"].as_str()?).ok()?;
+    Some(format!(
+        "{}?{}",
+        url.path(),
+        url.query().unwrap_or_default()
+    ))
+}
+
+async fn search(server: &Server, path: &str, token: &str) -> Value {
+    let r = get(server, path, Some(token)).await;
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_granular_grant_counts_and_pages_only_the_categories_it_may_see() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    let token = backend
+        .token(&server, &format!("system/Observation.rs?category={LAB}"))
+        .await;
+    // Two labs (p1's and p2's) are visible; p1's vital signs are not, not even as a number.
+    for path in [
+        "/fhir/r4/Observation?_summary=count",
+        "/fhir/r4/Observation?code=http://loinc.org|718-7&_summary=count",
+        "/fhir/r4?_type=Observation&_summary=count",
+    ] {
+        let count = search(&server, path, &token).await;
+        assert_eq!(count["total"], 2, "{path}: {count}");
+    }
+    let bundle = search(&server, "/fhir/r4/Observation?patient=p1", &token).await;
+    assert_eq!(bundle["total"], 1, "{bundle}");
+    assert_eq!(entry_ids(&bundle), ["Observation/lab1"]);
+    // Pages hold only visible resources, and the last visible one has no `next`.
+    let first = search(&server, "/fhir/r4/Observation?_count=1", &token).await;
+    assert_eq!(first["total"], 2, "{first}");
+    assert_eq!(entry_ids(&first), ["Observation/lab1"]);
+    let next = next_link(&first).expect("a second page");
+    let second = search(&server, &next, &token).await;
+    assert_eq!(entry_ids(&second), ["Observation/lab2"]);
+    assert_eq!(
+        next_link(&second),
+        None,
+        "nothing visible after lab2: {second}"
+    );
+}
+
+#[tokio::test]
+async fn chains_and_reverse_chains_need_search_access_to_every_type_they_cross() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    let forbidden = |r: reqwest::Response| async move {
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert_eq!(body["issue"][0]["code"], "forbidden");
+    };
+    // Patients only: which of them have laboratory Observations is not theirs to learn.
+    let patients = backend.token(&server, "system/Patient.rs").await;
+    for path in [
+        "/fhir/r4/Patient?_has:Observation:subject:category=laboratory",
+        "/fhir/r4/Patient?_has:Observation:subject:_has:Observation:has-member:code=718-7",
+        "/fhir/r4?_type=Patient&_has:Observation:subject:category=laboratory",
+    ] {
+        forbidden(get(&server, path, Some(&patients)).await).await;
+    }
+    // Observations only: chaining into Patient (or beyond it) reads Patient data.
+    let observations = backend.token(&server, "system/Observation.rs").await;
+    for path in [
+        "/fhir/r4/Observation?subject:Patient.name=Doe",
+        "/fhir/r4/Observation?patient.gender=female&_summary=count",
+        "/fhir/r4/Observation?subject:Patient.general-practitioner:Practitioner.name=x",
+    ] {
+        forbidden(get(&server, path, Some(&observations)).await).await;
+    }
+    let both = backend
+        .token(&server, "system/Observation.rs system/Patient.rs")
+        .await;
+    forbidden(
+        get(
+            &server,
+            "/fhir/r4/Observation?subject:Patient.general-practitioner:Practitioner.name=x",
+            Some(&both),
+        )
+        .await,
+    )
+    .await;
+    // With both types granted the same searches answer.
+    let bundle = search(
+        &server,
+        "/fhir/r4/Patient?_has:Observation:subject:category=vital-signs",
+        &both,
+    )
+    .await;
+    assert_eq!(entry_ids(&bundle), ["Patient/p1"]);
+    for path in [
+        "/fhir/r4/Observation?subject:Patient.name=Doe",
+        // Unqualified: only the target types the token may search (Patient, not Location).
+        "/fhir/r4/Observation?subject.name=Doe",
+    ] {
+        let bundle = search(&server, path, &both).await;
+        assert_eq!(bundle["total"], 3, "{path}: {bundle}");
+    }
+    // `_include` of a type the token may not read was already dropped from the Bundle.
+    let bundle = search(
+        &server,
+        "/fhir/r4/Observation?_id=lab1&_include=Observation:subject",
+        &observations,
+    )
+    .await;
+    assert_eq!(entry_ids(&bundle), ["Observation/lab1"]);
+}
+
+#[tokio::test]
+async fn a_reverse_chain_sees_only_what_the_grant_may_see_of_its_type() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    // Patients and laboratory Observations: p1's vital signs must not make p1 match.
+    let token = backend
+        .token(
+            &server,
+            &format!("system/Patient.rs system/Observation.rs?category={LAB}"),
+        )
+        .await;
+    let bundle = search(
+        &server,
+        "/fhir/r4/Patient?_has:Observation:subject:category=vital-signs",
+        &token,
+    )
+    .await;
+    assert_eq!(bundle["total"], 0, "{bundle}");
+    let bundle = search(
+        &server,
+        "/fhir/r4/Patient?_has:Observation:subject:category=laboratory",
+        &token,
+    )
+    .await;
+    assert_eq!(entry_ids(&bundle), ["Patient/p1", "Patient/p2"]);
+}
+
+#[tokio::test]
+async fn a_patient_grants_system_search_stays_in_its_patients_compartment() {
+    let server = Server::start();
+    seed(&server).await;
+    let token = patient_token(
+        &server,
+        "launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs",
+    )
+    .await;
+    for path in [
+        "/fhir/r4?_type=Observation&_summary=count",
+        "/fhir/r4?_type=Observation,Patient&_id=lab1,vital1,lab2,p2&_summary=count",
+    ] {
+        let count = search(&server, path, &token).await;
+        assert_eq!(count["total"], 2, "p1's Observations only: {path}: {count}");
+    }
+    let bundle = search(&server, "/fhir/r4?_type=Patient,Observation", &token).await;
+    assert_eq!(bundle["total"], 3, "{bundle}");
+    assert_eq!(
+        entry_ids(&bundle),
+        ["Observation/lab1", "Observation/vital1", "Patient/p1"]
+    );
+    // Without `_type`: every type the grant may search (Condition is not one), each within p1.
+    let count = search(&server, "/fhir/r4?_summary=count", &token).await;
+    assert_eq!(count["total"], 3, "{count}");
+    // Paging stays within the compartment too.
+    let first = search(
+        &server,
+        "/fhir/r4?_type=Patient,Observation&_count=2",
+        &token,
+    )
+    .await;
+    let next = next_link(&first).expect("a second page");
+    let second = search(&server, &next, &token).await;
+    assert_eq!(entry_ids(&second), ["Patient/p1"]);
+    assert_eq!(next_link(&second), None, "{second}");
+    let r = server
+        .client()
+        .post(server.url("/fhir/r4/_search"))
+        .bearer_auth(&token)
+        .form(&[("_type", "Observation"), ("_summary", "count")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let count: Value = r.json().await.unwrap();
+    assert_eq!(count["total"], 2, "{count}");
+    // A type the grant does not reach is refused, as in type search.
+    let r = get(
+        &server,
+        "/fhir/r4?_type=Observation,Condition",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn everything_counts_and_returns_only_what_the_grant_may_see() {
+    let server = Server::start();
+    seed(&server).await;
+    let token = patient_token(
+        &server,
+        &format!("launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs?category={LAB}"),
+    )
+    .await;
+    // p1's compartment holds p1, lab1, vital1 and c1; the grant sees p1 and lab1.
+    let bundle = search(&server, "/fhir/r4/Patient/p1/$everything", &token).await;
+    assert_eq!(bundle["total"], 2, "{bundle}");
+    assert_eq!(entry_ids(&bundle), ["Observation/lab1", "Patient/p1"]);
+    let first = search(&server, "/fhir/r4/Patient/p1/$everything?_count=1", &token).await;
+    let next = next_link(&first).expect("a second page");
+    let second = search(&server, &next, &token).await;
+    assert_eq!(entry_ids(&second), ["Patient/p1"]);
+    assert_eq!(next_link(&second), None, "{second}");
+    // Another patient's record is refused, as their compartment search is.
+    let r = get(&server, "/fhir/r4/Patient/p2/$everything", Some(&token)).await;
+    assert_eq!(r.status(), 403);
+}
+
+async fn post_observation(
+    server: &Server,
+    token: &str,
+    body: Value,
+    if_none_exist: &str,
+) -> reqwest::Response {
+    server
+        .client()
+        .post(server.url("/fhir/r4/Observation"))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", if_none_exist)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn conditional_writes_match_only_what_the_grant_may_see() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    let token = backend
+        .token(&server, &format!("system/Observation.cruds?category={LAB}"))
+        .await;
+    let mut lab = observation("ignored", "p1", "laboratory");
+    lab.as_object_mut().unwrap().remove("id");
+    // vital1 is not the grant's to see: If-None-Exist does not match it (nor hand it back).
+    let r = post_observation(&server, &token, lab.clone(), "_id=vital1").await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let r = post_observation(&server, &token, lab.clone(), "_id=lab2").await;
+    assert_eq!(r.status(), 200, "a visible match is answered with it");
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], "lab2");
+    // Nor is it the one a conditional update or delete changes.
+    let r = server
+        .client()
+        .put(server.url("/fhir/r4/Observation?_id=vital1"))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .body(lab.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "no visible match: a new resource");
+    let r = server
+        .client()
+        .delete(server.url("/fhir/r4/Observation?_id=vital1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "no visible match: nothing deleted");
+    let all = backend.token(&server, "system/Observation.rs").await;
+    let vital1: Value = get(&server, "/fhir/r4/Observation/vital1", Some(&all))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(vital1["meta"]["versionId"], "1", "{vital1}");
+}
+
+#[tokio::test]
+async fn an_update_cannot_overwrite_a_resource_outside_the_grant() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    let token = backend
+        .token(&server, &format!("system/Observation.cruds?category={LAB}"))
+        .await;
+    let put = |id: &str| {
+        server
+            .client()
+            .put(server.url(&format!("/fhir/r4/Observation/{id}")))
+            .bearer_auth(&token)
+            .header("content-type", "application/fhir+json")
+            .body(observation(id, "p1", "laboratory").to_string())
+            .send()
+    };
+    // vital1 becoming a lab result would pass the check of the new content alone.
+    let r = put("vital1").await.unwrap();
+    assert_eq!(r.status(), 403, "{:?}", r.text().await);
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": observation("vital1", "p1", "laboratory"),
+        "request": {"method": "PUT", "url": "Observation/vital1"}}]});
+    let r = server
+        .client()
+        .post(server.url("/fhir/r4"))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .body(transaction.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "{:?}", r.text().await);
+    let all = backend.token(&server, "system/Observation.rs").await;
+    let vital1: Value = get(&server, "/fhir/r4/Observation/vital1", Some(&all))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(vital1["meta"]["versionId"], "1", "{vital1}");
+    // Within the grant, updates and new ids go through.
+    assert_eq!(put("lab1").await.unwrap().status(), 200);
+    assert_eq!(put("lab3").await.unwrap().status(), 201);
 }

@@ -81,6 +81,30 @@ pub trait AccessPolicy: Send + Sync + 'static {
     fn patient_only(&self, _interaction: Interaction, _resource_type: &str) -> bool {
         false
     }
+
+    /// Whether, once a search of `resource_type` is confined to the patient [`patient_only`]
+    /// names (when it does), each match must still be checked with its content before it is
+    /// counted or returned (granular scopes). Defaults to [`checks_each_resource`], the safe
+    /// answer.
+    ///
+    /// [`patient_only`]: AccessPolicy::patient_only
+    /// [`checks_each_resource`]: AccessPolicy::checks_each_resource
+    fn checks_content(&self, interaction: Interaction, resource_type: &str) -> bool {
+        self.checks_each_resource(interaction, resource_type)
+    }
+
+    /// The search parameters (SMART v2 granular queries, `category=system|code`) that limit
+    /// `interaction` on `resource_type`: a resource is within the grant only if it matches
+    /// every parameter of one of these queries. `None` when content does not limit the grant.
+    /// A search may add them to its own parameters so the index narrows early; each match is
+    /// still decided by [`AccessPolicy::check`].
+    fn granted_queries(
+        &self,
+        _interaction: Interaction,
+        _resource_type: &str,
+    ) -> Option<Vec<Vec<(String, String)>>> {
+        None
+    }
 }
 
 /// Who is making a request and what they were granted. Cheap to clone.
@@ -172,6 +196,28 @@ impl AccessContext {
             None => false,
             Some(policy) => policy.checks_each_resource(interaction, resource_type),
         }
+    }
+
+    /// Whether each `resource_type` match of a search must be checked with its content once
+    /// the search is confined to [`AccessContext::confined_to_patient`] (see
+    /// [`AccessPolicy::checks_content`]); never for the operator.
+    pub fn checks_content(&self, interaction: Interaction, resource_type: &str) -> bool {
+        match &self.policy {
+            None => false,
+            Some(policy) => policy.checks_content(interaction, resource_type),
+        }
+    }
+
+    /// The granular queries that limit `interaction` on `resource_type` (see
+    /// [`AccessPolicy::granted_queries`]); none for the operator.
+    pub fn granted_queries(
+        &self,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Option<Vec<Vec<(String, String)>>> {
+        self.policy
+            .as_ref()
+            .and_then(|policy| policy.granted_queries(interaction, resource_type))
     }
 
     /// The patient a search of `resource_type` must stay within, when the grant is

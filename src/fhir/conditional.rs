@@ -2,7 +2,8 @@
 //! [type]?...`, `DELETE [type]?...`, conditional Bundle entries) match: answered by the search
 //! index ([`super::search::find_ids`]), in strict handling, so an unknown parameter is a 400
 //! rather than a criterion silently dropped (a conditional write must never match more than
-//! its author meant).
+//! its author meant), and within what the author's grant may see (a match is answered with
+//! the resource, and only a visible resource may be the one updated or deleted).
 
 use super::access::{AccessContext, Interaction};
 use super::outcome::FhirError;
@@ -25,7 +26,7 @@ pub async fn matching_ids(
             "conditional criteria must name at least one search parameter".into(),
         ));
     }
-    search::find_ids(app, resource_type, query)
+    search::find_ids(app, ctx, resource_type, query)
         .await
         .map_err(|e| match e {
             SearchError::BadRequest(m) => {

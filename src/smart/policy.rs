@@ -131,6 +131,41 @@ impl AccessPolicy for SmartPolicy {
         ) && sphere_domain::fhir::compartment::in_patient_compartment(resource_type)
     }
 
+    fn checks_content(&self, interaction: Interaction, resource_type: &str) -> bool {
+        let Some(wanted) = scope_interaction(interaction) else {
+            return false;
+        };
+        match self.scopes.decide(resource_type, wanted) {
+            // Nothing of the type is visible: the check refuses each resource.
+            Decision::Deny => true,
+            Decision::Allow {
+                patient_only,
+                filters,
+            } => {
+                filters.is_some()
+                    // Patient scopes without a patient in context confine no search to a
+                    // compartment: each resource is then refused by the check.
+                    || (patient_only
+                        && self.patient.is_none()
+                        && sphere_domain::fhir::compartment::in_patient_compartment(resource_type))
+            }
+        }
+    }
+
+    fn granted_queries(
+        &self,
+        interaction: Interaction,
+        resource_type: &str,
+    ) -> Option<Vec<Vec<(String, String)>>> {
+        match self
+            .scopes
+            .decide(resource_type, scope_interaction(interaction)?)
+        {
+            Decision::Allow { filters, .. } => filters,
+            Decision::Deny => None,
+        }
+    }
+
     fn checks_each_resource(&self, interaction: Interaction, resource_type: &str) -> bool {
         let Some(wanted) = scope_interaction(interaction) else {
             return false;
@@ -302,6 +337,33 @@ mod tests {
         assert!(c
             .check(Interaction::SearchType, Some("Observation"), Some(&vitals))
             .is_err());
+    }
+
+    #[test]
+    fn searches_check_content_only_where_the_compartment_does_not_decide() {
+        let patient = ctx("patient/Observation.rs patient/Patient.rs", Some("p1"));
+        assert!(!patient.checks_content(Interaction::SearchType, "Observation"));
+        assert_eq!(
+            patient.confined_to_patient(Interaction::SearchType, "Observation"),
+            Some("p1")
+        );
+        assert!(
+            patient.checks_content(Interaction::SearchType, "Condition"),
+            "no scope: nothing is admitted"
+        );
+        let granular = ctx(
+            "user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+            None,
+        );
+        assert!(granular.checks_content(Interaction::SearchType, "Observation"));
+        assert_eq!(
+            granular
+                .granted_queries(Interaction::SearchType, "Observation")
+                .map(|q| q.len()),
+            Some(1)
+        );
+        let no_patient = ctx("patient/Observation.rs", None);
+        assert!(no_patient.checks_content(Interaction::SearchType, "Observation"));
     }
 
     #[test]

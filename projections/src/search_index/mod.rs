@@ -11,6 +11,7 @@ mod document;
 pub mod evaluate;
 mod schema;
 mod snapshot;
+mod visibility;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use schema::Fields;
 pub use snapshot::{order_hits, Hit, SearchIndexError, Snapshot, SortKey, StoredResource};
 /// Where a hit lives in the index (re-exported so callers need no tantivy dependency).
 pub use tantivy::DocAddress;
+pub use visibility::{SeesAll, Visibility};
 
 /// Memory tantivy may buffer before it writes a segment (more: fewer, larger segments while
 /// rebuilding).

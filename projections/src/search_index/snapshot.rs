@@ -1,6 +1,7 @@
 //! Searching one consistent view of the index: clauses become tantivy queries over the term
 //! fields, chains and `_has` become sub-searches, the comparisons terms cannot express are
-//! decided on the stored JSON (`evaluate.rs`), and hits come back sorted.
+//! decided on the stored JSON (`evaluate.rs`), and hits come back sorted. Every search, the
+//! sub-searches too, sees only what the searcher's [`Visibility`] lets it see.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
@@ -23,6 +24,7 @@ use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 use super::document::{fold_code, term};
 use super::evaluate;
 use super::schema::Fields;
+use super::visibility::Visibility;
 
 /// Most resources a chain or `_has` sub-search may select before the request is refused as
 /// too broad (each becomes a term of the outer query).
@@ -111,12 +113,15 @@ impl Snapshot {
         self.searcher.num_docs()
     }
 
-    /// Every resource of `query.resource_type` matching all its clauses (in `compartment`, a
-    /// patient id, when given), sorted by `_sort` and then by id.
+    /// Every resource of `query.resource_type` that `visibility` lets the searcher see and that
+    /// matches all its clauses (in `compartment`, a patient id, when given), sorted by `_sort`
+    /// and then by id. Chains and `_has` match only through resources `visibility` lets the
+    /// searcher see.
     pub fn search(
         &self,
         query: &SearchQuery,
         compartment: Option<&str>,
+        visibility: &dyn Visibility,
     ) -> Result<Vec<Hit>, SearchIndexError> {
         let needs_json = !query.sort.is_empty();
         let candidates = self.candidates(
@@ -124,6 +129,7 @@ impl Snapshot {
             &query.clauses,
             compartment,
             needs_json,
+            visibility,
         )?;
         let mut hits = Vec::with_capacity(candidates.len());
         if needs_json {
@@ -167,13 +173,15 @@ impl Snapshot {
         Ok(hits)
     }
 
-    /// The ids of `resource_type` resources matching `clauses` (conditional interactions).
+    /// The ids of `resource_type` resources that `visibility` lets the searcher see and that
+    /// match `clauses` (conditional interactions).
     pub fn matching_ids(
         &self,
         resource_type: &str,
         clauses: &[Clause],
+        visibility: &dyn Visibility,
     ) -> Result<Vec<String>, SearchIndexError> {
-        let candidates = self.candidates(resource_type, clauses, None, false)?;
+        let candidates = self.candidates(resource_type, clauses, None, false, visibility)?;
         let addresses: Vec<DocAddress> = candidates.into_iter().map(|(a, _)| a).collect();
         let mut ids = self.ids_of(&addresses)?;
         ids.sort();
@@ -380,18 +388,22 @@ impl Snapshot {
         Ok(ids)
     }
 
-    /// Documents of `resource_type` matching every clause; with their JSON when it was needed
-    /// (or `want_json`).
+    /// Documents of `resource_type` that `visibility` admits and that match every clause; with
+    /// their JSON when it was needed (or `want_json`).
     fn candidates(
         &self,
         resource_type: &str,
         clauses: &[Clause],
         compartment: Option<&str>,
         want_json: bool,
+        visibility: &dyn Visibility,
     ) -> Result<Candidates, SearchIndexError> {
         let mut must: Vec<(Occur, Box<dyn Query>)> =
             vec![(Occur::Must, self.type_query(resource_type))];
-        if let Some(patient) = compartment {
+        for patient in compartment
+            .into_iter()
+            .chain(visibility.compartment(resource_type))
+        {
             must.push((
                 Occur::Must,
                 Box::new(TermQuery::new(
@@ -402,7 +414,10 @@ impl Snapshot {
         }
         let mut post = Vec::new();
         for clause in clauses {
-            must.push((Occur::Must, self.clause_query(resource_type, clause)?));
+            must.push((
+                Occur::Must,
+                self.clause_query(resource_type, clause, visibility)?,
+            ));
             if let Clause::Param {
                 def,
                 modifier,
@@ -421,7 +436,8 @@ impl Snapshot {
             .into_iter()
             .collect();
         docs.sort();
-        if post.is_empty() && !want_json {
+        let check_each = visibility.checks_each(resource_type);
+        if post.is_empty() && !want_json && !check_each {
             return Ok(docs.into_iter().map(|a| (a, None)).collect());
         }
         if docs.len() > MAX_CONTENT_SCAN && post.iter().any(|(def, _, _)| def.code == "_content") {
@@ -433,6 +449,9 @@ impl Snapshot {
         let mut out = Vec::with_capacity(docs.len());
         for address in docs {
             let json = self.load_json(address)?;
+            if check_each && !visibility.admits(resource_type, &json) {
+                continue;
+            }
             if post.iter().all(|(def, modifier, values)| {
                 evaluate::matches(def, modifier, values, &json, &self.base)
             }) {
@@ -446,6 +465,7 @@ impl Snapshot {
         &self,
         resource_type: &str,
         clause: &Clause,
+        visibility: &dyn Visibility,
     ) -> Result<Box<dyn Query>, SearchIndexError> {
         match clause {
             Clause::Param {
@@ -460,7 +480,8 @@ impl Snapshot {
             } => {
                 let mut terms = Vec::new();
                 for t in target_types {
-                    let found = self.candidates(t, std::slice::from_ref(inner), None, false)?;
+                    let found =
+                        self.candidates(t, std::slice::from_ref(inner), None, false, visibility)?;
                     if found.len() > MAX_SUB_RESULTS {
                         return Err(too_broad(&param.code));
                     }
@@ -476,8 +497,13 @@ impl Snapshot {
                 param,
                 inner,
             } => {
-                let found =
-                    self.candidates(source_type, std::slice::from_ref(inner), None, true)?;
+                let found = self.candidates(
+                    source_type,
+                    std::slice::from_ref(inner),
+                    None,
+                    true,
+                    visibility,
+                )?;
                 if found.len() > MAX_SUB_RESULTS {
                     return Err(too_broad("_has"));
                 }

@@ -85,6 +85,16 @@ impl Fixture {
 
     /// Ids matching `query` on `resource_type`, in result order.
     fn ids(&self, resource_type: &str, query: &str) -> Vec<String> {
+        self.ids_seen_by(resource_type, query, &SeesAll)
+    }
+
+    /// As [`Fixture::ids`], for a searcher that sees only what `visibility` lets it see.
+    fn ids_seen_by(
+        &self,
+        resource_type: &str,
+        query: &str,
+        visibility: &dyn Visibility,
+    ) -> Vec<String> {
         let pairs: Vec<(String, String)> = query
             .split('&')
             .filter(|p| !p.is_empty())
@@ -105,7 +115,7 @@ impl Fixture {
         self.projection
             .handle()
             .snapshot()
-            .search(&q, None)
+            .search(&q, None, visibility)
             .unwrap()
             .into_iter()
             .map(|h| h.id)
@@ -383,4 +393,45 @@ fn text_and_content_match_words_as_prefixes() {
     assert_eq!(f.ids("Patient", "_content=caf"), ["n1", "n2"]);
     assert_eq!(f.ids("Patient", "_content=godel"), ["n1"]);
     assert_eq!(f.ids("Patient", "_content=caf owner"), ["n1"]);
+}
+
+/// p1's laboratory Observations and every Patient.
+struct LabsOfP1;
+
+impl Visibility for LabsOfP1 {
+    fn compartment(&self, resource_type: &str) -> Option<&str> {
+        (resource_type == "Observation").then_some("p1")
+    }
+
+    fn checks_each(&self, resource_type: &str) -> bool {
+        resource_type == "Observation"
+    }
+
+    fn admits(&self, _resource_type: &str, resource: &Value) -> bool {
+        resource["category"][0]["coding"][0]["code"] == "laboratory"
+    }
+}
+
+#[test]
+fn searches_and_their_sub_searches_see_only_what_the_searcher_may_see() {
+    let f = population();
+    assert_eq!(f.ids_seen_by("Observation", "", &LabsOfP1), ["o1"]);
+    assert_eq!(
+        f.ids_seen_by("Observation", "subject:Patient.name=smith", &LabsOfP1),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        f.ids_seen_by("Patient", "_has:Observation:patient:code=4548-4", &LabsOfP1),
+        ["p1"],
+        "p2's laboratory result is outside p1's compartment"
+    );
+    assert_eq!(
+        f.ids_seen_by(
+            "Patient",
+            "_has:Observation:patient:category=vital-signs",
+            &LabsOfP1
+        ),
+        Vec::<String>::new(),
+        "p1's vital signs are not visible"
+    );
 }

@@ -227,6 +227,7 @@ async fn transaction(
                     Some(&Value::Object(map.clone())),
                 )
                 .map_err(FhirError::from)?;
+                super::check_replaceable(app, ctx, resource_type, id).await?;
                 check_valid(&map).map_err(|e| e.within(&format!("{at}.resource")))?;
                 let (version, expected) = match *if_match {
                     Some(0) => {

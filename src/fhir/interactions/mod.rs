@@ -24,11 +24,11 @@ use serde_json::{Map, Value};
 use sphere_domain::fhir::{has_errors, validate as validate_resource};
 use warp::http::StatusCode;
 
-use super::access::AccessContext;
+use super::access::{AccessContext, Interaction};
 use super::format::{Body, FhirResponse};
 use super::outcome::{outcome, FhirError};
 use super::request::{FhirRequest, Payload, Return, Route};
-use super::store::PreparedWrite;
+use super::store::{self, PreparedWrite};
 use crate::app::App;
 use crate::eventlog::Position;
 
@@ -144,6 +144,31 @@ pub fn check_valid(resource: &Map<String, Value>) -> Result<(), FhirError> {
     } else {
         Ok(())
     }
+}
+
+/// An update replaces what is there: a grant that depends on content (a patient compartment,
+/// granular categories) must reach the current version as well as the new one, or a client
+/// could overwrite (and so take over or destroy) a resource it may not touch. A deleted or
+/// absent resource holds nothing to protect.
+pub async fn check_replaceable(
+    app: &App,
+    ctx: &AccessContext,
+    resource_type: &str,
+    id: &str,
+) -> Result<(), FhirError> {
+    if !ctx.checks_each_resource(Interaction::Update, resource_type) {
+        return Ok(());
+    }
+    let Some(current) = store::current(app.log.as_ref(), resource_type, id).await? else {
+        return Ok(());
+    };
+    if current.deleted {
+        return Ok(());
+    }
+    let resource: Value = serde_json::from_slice(&current.body)
+        .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
+    ctx.check(Interaction::Update, Some(resource_type), Some(&resource))?;
+    Ok(())
 }
 
 /// Waits (bounded) until every projection has applied `position`, so a search right after a

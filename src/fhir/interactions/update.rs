@@ -17,7 +17,7 @@ use super::super::outcome::outcome;
 use super::super::outcome::FhirError;
 use super::super::request::{FhirRequest, Return};
 use super::super::store::{self, PreparedWrite};
-use super::{await_projections, check_valid, parse_resource, write_response};
+use super::{await_projections, check_replaceable, check_valid, parse_resource, write_response};
 use crate::app::App;
 use crate::eventlog::{EventLogError, ExpectedRevision};
 
@@ -103,6 +103,7 @@ async fn put(
 ) -> Result<FhirResponse, FhirError> {
     let value = Value::Object(resource);
     ctx.check(Interaction::Update, Some(resource_type), Some(&value))?;
+    check_replaceable(app, ctx, resource_type, id).await?;
     let Value::Object(resource) = value else {
         unreachable!("built from an object just above")
     };

@@ -202,13 +202,15 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<Fo
     let snapshot = index.snapshot();
     let descending: Vec<bool> = q.sort.iter().map(|s| s.descending).collect();
     let hits = match &request.system {
-        None => snapshot.search(q, request.compartment.as_deref())?,
+        // The index counts only what the grant may see (its compartment, each match of a
+        // granular grant), so `total` and the paging links agree with the entries.
+        None => snapshot.search(q, request.compartment.as_deref(), &request.access)?,
         Some(others) => {
             // One list across types, ordered by the sort keys then `Type/id` (which the
             // cursor carries as its id).
             let mut hits = Vec::new();
             for query in std::iter::once(q).chain(others) {
-                for mut hit in snapshot.search(query, None)? {
+                for mut hit in snapshot.search(query, None, &request.access)? {
                     hit.id = format!("{}/{}", hit.resource_type, hit.id);
                     hits.push(hit);
                 }
@@ -234,10 +236,13 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<Fo
         (Vec::new(), Vec::new())
     } else {
         (
-            allowed(
+            resolve_includes(
+                &snapshot,
                 &request.access,
-                resolve_includes(&snapshot, &q.includes, &matches, index.base_url())?,
-            ),
+                &q.includes,
+                &matches,
+                index.base_url(),
+            )?,
             allowed(
                 &request.access,
                 resolve_revincludes(&snapshot, &q.revincludes, &matches)?,
@@ -418,8 +423,11 @@ fn references_of(
     out
 }
 
+/// The resources `specs` include from `matches`, as far as `access` may see them; `:iterate`
+/// follows only the references of resources it may see.
 fn resolve_includes(
     snapshot: &Snapshot,
+    access: &AccessContext,
     specs: &[IncludeSpec],
     matches: &[StoredResource],
     base: &str,
@@ -468,6 +476,7 @@ fn resolve_includes(
                 }
             }
         }
+        let next = allowed(access, next);
         if next.is_empty() {
             break;
         }

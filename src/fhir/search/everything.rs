@@ -1,6 +1,7 @@
 //! `GET Patient/{id}/$everything`: the patient's compartment plus the resources those
 //! reference (practitioners, organizations, medications...), with `_since`, `_type`,
 //! `_count` and cursor paging (ordered by type and id; the cursor is the last `Type/id`).
+//! Only what the asker's grant may see is counted, returned or followed.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,6 +26,15 @@ pub(super) async fn everything(
     pairs: Vec<(String, String)>,
 ) -> Result<Bytes, SearchError> {
     ctx.check(Interaction::Operation("$everything"), Some("Patient"), None)?;
+    // A patient-only grant reaches its own patient's record, as `Patient/{id}/[type]` does.
+    if ctx
+        .confined_to_patient(Interaction::SearchType, "Patient")
+        .is_some_and(|own| own != patient)
+    {
+        return Err(SearchError::Forbidden(
+            "insufficient_scope: outside the patient in context".into(),
+        ));
+    }
     let mut types = Vec::new();
     let mut since = None;
     let mut count = DEFAULT_COUNT;
@@ -94,10 +104,15 @@ fn run(
     let hits = snapshot.compartment(patient, types, since)?;
     let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
     let mut referenced: BTreeSet<(String, String)> = BTreeSet::new();
+    // Only what the grant may see is counted, paged and followed: `total` and the links say
+    // nothing of the rest of the record.
     for hit in &hits {
-        keys.insert((hit.resource_type.clone(), hit.id.clone()));
         let stored = snapshot.load(hit.address)?;
-        if let Ok(json) = serde_json::from_slice::<Value>(&stored.json) {
+        let Ok(json) = serde_json::from_slice::<Value>(&stored.json) else {
+            continue;
+        };
+        if visible(ctx, &hit.resource_type, &json) {
+            keys.insert((hit.resource_type.clone(), hit.id.clone()));
             collect_references(&json, index.base_url(), &mut referenced);
         }
     }
@@ -112,7 +127,9 @@ fn run(
             continue;
         }
         if let Some(r) = snapshot.get(&t, &id)? {
-            if since.is_none_or(|s| r.last_updated >= s) {
+            let seen =
+                serde_json::from_slice::<Value>(&r.json).is_ok_and(|json| visible(ctx, &t, &json));
+            if seen && since.is_none_or(|s| r.last_updated >= s) {
                 keys.insert((t, id));
             }
         }
@@ -161,6 +178,12 @@ fn run(
     }
     out.push_str("]}");
     Ok(Bytes::from(out))
+}
+
+/// Whether the grant may see this resource of the record.
+fn visible(ctx: &AccessContext, resource_type: &str, resource: &Value) -> bool {
+    ctx.check(Interaction::SearchType, Some(resource_type), Some(resource))
+        .is_ok()
 }
 
 /// Every local `reference` anywhere in `value`.

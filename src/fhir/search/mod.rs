@@ -4,11 +4,13 @@
 //! Handlers are thin: parse the query (`sphere_domain::fhir::search_query`), wait until the
 //! search index has applied every write committed before the request started
 //! (read-your-writes), search one index snapshot (`sphere_projections::search_index`), and
-//! format a searchset Bundle (`bundle.rs`). Paging links carry a cursor (the last sort key and
-//! id), not an offset, so they keep working while writes continue.
+//! format a searchset Bundle (`bundle.rs`). What the asker's grant lets a search see is
+//! decided before it runs and inside the index (`grant.rs`). Paging links carry a cursor (the
+//! last sort key and id), not an offset, so they keep working while writes continue.
 
 mod bundle;
 mod everything;
+mod grant;
 
 use std::sync::Arc;
 
@@ -335,7 +337,9 @@ async fn search_type(
         strict: strict(headers),
         base_url: app.config.fhir_base_url(),
     };
-    let query = search_query::parse(resource_type, &pairs, &options)?;
+    let mut query = search_query::parse(resource_type, &pairs, &options)?;
+    grant::authorize_traversals(&ctx, &mut query)?;
+    grant::fold_granted_queries(&ctx, &mut query, &options.base_url);
     wait_for_index(app).await?;
     let request = SearchRequest {
         query,
@@ -464,9 +468,13 @@ async fn search_system(
         .cloned()
         .collect();
     let mut query = search_query::parse(first, &typed, &options)?;
+    grant::authorize_traversals(&ctx, &mut query)?;
+    grant::fold_granted_queries(&ctx, &mut query, &options.base_url);
     let mut others = Vec::with_capacity(types.len() - 1);
     for t in &types[1..] {
-        let other = search_query::parse(t, &typed, &options)?;
+        let mut other = search_query::parse(t, &typed, &options)?;
+        grant::authorize_traversals(&ctx, &mut other)?;
+        grant::fold_granted_queries(&ctx, &mut other, &options.base_url);
         for ignored in &other.ignored {
             if !query.ignored.contains(ignored) {
                 query.ignored.push(ignored.clone());
@@ -497,11 +505,13 @@ async fn search_system(
 }
 
 /// The ids of `resource_type` resources matching `query` (a query string such as
-/// `identifier=urn:mrn|123`): conditional create, update and delete. Waits for
-/// read-your-writes like every search. Unknown parameters are an error here: a conditional
-/// write must never match more than its author meant.
+/// `identifier=urn:mrn|123`) that `ctx` may see: conditional create, update and delete. Waits
+/// for read-your-writes like every search. Unknown parameters are an error here: a conditional
+/// write must never match more than its author meant, and never what its grant cannot see (an
+/// `If-None-Exist` match is answered with the resource).
 pub async fn find_ids(
     app: &App,
+    ctx: &AccessContext,
     resource_type: &str,
     query: &str,
 ) -> Result<Vec<String>, SearchError> {
@@ -510,13 +520,16 @@ pub async fn find_ids(
         strict: true,
         base_url: app.config.fhir_base_url(),
     };
-    let parsed = search_query::parse(resource_type, &pairs, &options)?;
+    let mut parsed = search_query::parse(resource_type, &pairs, &options)?;
+    grant::authorize_traversals(ctx, &mut parsed)?;
+    grant::fold_granted_queries(ctx, &mut parsed, &options.base_url);
     wait_for_index(app).await?;
     let index = app.search.clone();
+    let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || {
         index
             .snapshot()
-            .matching_ids(&parsed.resource_type, &parsed.clauses)
+            .matching_ids(&parsed.resource_type, &parsed.clauses, &ctx)
             .map_err(SearchError::from)
     })
     .await
