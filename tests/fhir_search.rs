@@ -614,3 +614,90 @@ async fn in_modifiers_expand_value_sets_and_text_searches_find_words() {
     let found = all_pages(&client, &server, "/fhir/r4/Patient?_text=zymurg").await;
     assert!(found.is_empty(), "a new version replaces the old words");
 }
+
+/// `_summary=true` returns the elements the base definition marks as summary, at the top level
+/// and inside backbone elements, and marks the result SUBSETTED; `text` and `data` split the
+/// narrative from the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_modes_return_the_summary_elements_of_the_definitions() {
+    let server = Server::start();
+    let client = authorized_client(&server).await;
+    let observation = json!({
+        "resourceType": "Observation",
+        "id": "summary-obs",
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">BP</div>"},
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "subject": {"reference": "Patient/summary-1"},
+        "effectiveDateTime": "2024-03-01",
+        "note": [{"text": "taken seated"}],
+        "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "N"}]}],
+        "component": [{
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+            "valueQuantity": {"value": 120, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+            "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "N"}]}]
+        }]
+    });
+    let r = client
+        .put(server.url("/fhir/r4/Observation/summary-obs"))
+        .header("content-type", "application/fhir+json")
+        .json(&observation)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let first = |b: &Value| matches(b).first().copied().cloned().expect("one match");
+    let (status, b) = get(
+        &client,
+        &server,
+        "/fhir/r4/Observation?_id=summary-obs&_summary=true",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let o = first(&b);
+    for kept in [
+        "resourceType",
+        "id",
+        "meta",
+        "status",
+        "code",
+        "subject",
+        "effectiveDateTime",
+        "component",
+    ] {
+        assert!(o.get(kept).is_some(), "{kept} is a summary element: {o}");
+    }
+    // R4 marks neither Observation.category nor note nor interpretation as summary.
+    for dropped in ["text", "category", "note", "interpretation"] {
+        assert!(
+            o.get(dropped).is_none(),
+            "{dropped} is not a summary element: {o}"
+        );
+    }
+    let component = &o["component"][0];
+    assert!(component.get("code").is_some() && component.get("valueQuantity").is_some());
+    assert!(component.get("interpretation").is_none(), "{component}");
+    assert!(o["meta"]["tag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["code"] == "SUBSETTED"));
+
+    let (_, b) = get(
+        &client,
+        &server,
+        "/fhir/r4/Observation?_id=summary-obs&_summary=text",
+    )
+    .await;
+    let o = first(&b);
+    assert!(o.get("text").is_some() && o.get("status").is_none(), "{o}");
+    let (_, b) = get(
+        &client,
+        &server,
+        "/fhir/r4/Observation?_id=summary-obs&_summary=data",
+    )
+    .await;
+    let o = first(&b);
+    assert!(o.get("text").is_none() && o.get("note").is_some(), "{o}");
+}

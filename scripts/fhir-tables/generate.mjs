@@ -98,7 +98,7 @@ for (const sd of baseSds) {
       bindingUrls.add(binding);
       baseBindingByPath.set(el.path, binding);
     }
-    elements.push([el.path, tps, el.min ?? 0, el.max ?? '*', el.contentReference ?? null, binding]);
+    elements.push([el.path, tps, el.min ?? 0, el.max ?? '*', el.contentReference ?? null, binding, el.isSummary === true]);
   }
   types[sd.type] = {
     kind: sd.kind,

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::Deserialize;
+use serde_json::Value;
 
 const TYPES_JSON: &str = include_str!("generated/types.json");
 const VALUESETS_JSON: &str = include_str!("generated/valuesets.json");
@@ -88,6 +89,8 @@ pub struct ElementDef {
     pub content_reference: Option<&'static str>,
     /// Canonical URL of a required binding's value set (without version).
     pub required_binding: Option<&'static str>,
+    /// Part of the summary view (`isSummary`; what `_summary=true` returns).
+    pub summary: bool,
 }
 
 impl ElementDef {
@@ -106,6 +109,47 @@ impl ElementDef {
         let suffix = key.strip_prefix(self.stem())?;
         self.types.iter().find(|t| capitalized_eq(t.code, suffix))
     }
+}
+
+/// Keeps only the summary elements (`isSummary`) of `resource` (an object of type
+/// `resource_type`), at its top level and inside its backbone elements: what `_summary=true`
+/// returns. `resourceType`, `id` and `meta` always stay; a primitive's `_name` sibling stays
+/// with it. Datatype values are kept whole (their elements are summary elements).
+pub fn retain_summary(resource_type: &str, resource: &mut serde_json::Map<String, Value>) {
+    if let Some(t) = definitions().type_def(resource_type) {
+        retain_summary_under(t, resource_type, resource);
+    }
+}
+
+fn retain_summary_under(t: &TypeDef, path: &str, object: &mut serde_json::Map<String, Value>) {
+    object.retain(|key, value| {
+        if matches!(key.as_str(), "resourceType" | "id" | "meta") {
+            return true;
+        }
+        let name = key.strip_prefix('_').unwrap_or(key);
+        let Some(element) = t
+            .children_of(path)
+            .find(|e| e.name == name || (e.is_choice() && e.choice_type(name).is_some()))
+        else {
+            return false; // not an element of the base definition
+        };
+        if !element.summary {
+            return false;
+        }
+        if t.children_of(element.path).next().is_some() {
+            // A backbone element: its own children decide.
+            let mut keep_in = |v: &mut Value| {
+                if let Value::Object(o) = v {
+                    retain_summary_under(t, element.path, o);
+                }
+            };
+            match value {
+                Value::Array(items) => items.iter_mut().for_each(&mut keep_in),
+                other => keep_in(other),
+            }
+        }
+        true
+    });
 }
 
 /// `code` with its first letter upper-cased equals `suffix` (`dateTime` ~ `DateTime`).
@@ -287,7 +331,7 @@ struct RawType<'a> {
     elements: Vec<RawElement<'a>>,
 }
 
-/// `[path, [[code, target...]...], min, max, contentReference, requiredBinding]`
+/// `[path, [[code, target...]...], min, max, contentReference, requiredBinding, isSummary]`
 #[derive(Deserialize)]
 struct RawElement<'a>(
     &'a str,
@@ -296,6 +340,7 @@ struct RawElement<'a>(
     &'a str,
     Option<&'a str>,
     Option<&'a str>,
+    bool,
 );
 
 fn load() -> Result<Definitions, TableError> {
@@ -323,7 +368,7 @@ fn load() -> Result<Definitions, TableError> {
             .elements
             .into_iter()
             .map(
-                |RawElement(path, tys, min, max, content_reference, binding)| ElementDef {
+                |RawElement(path, tys, min, max, content_reference, binding, summary)| ElementDef {
                     name: path.rsplit('.').next().unwrap_or(path),
                     path,
                     types: tys
@@ -340,6 +385,7 @@ fn load() -> Result<Definitions, TableError> {
                     max: Max::parse(max),
                     content_reference: content_reference.map(|c| c.trim_start_matches('#')),
                     required_binding: binding,
+                    summary,
                 },
             )
             .collect();
@@ -395,6 +441,46 @@ fn primitive_json(name: &str, base: Option<&str>) -> PrimitiveJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_keeps_summary_elements_down_into_backbone_elements() {
+        let mut patient = serde_json::json!({
+            "resourceType": "Patient", "id": "p", "meta": {"versionId": "1"},
+            "text": {"status": "generated", "div": "<div/>"},
+            "name": [{"family": "Doe"}], "birthDate": "1970-01-01",
+            "_birthDate": {"extension": []},
+            "photo": [{"contentType": "image/png"}],
+            "deceasedBoolean": false,
+            "contact": [{"name": {"family": "Roe"}}],
+            "communication": [{"language": {"text": "en"}, "preferred": true}],
+            "link": [{"other": {"reference": "Patient/q"}, "type": "seealso"}]
+        });
+        retain_summary("Patient", patient.as_object_mut().unwrap());
+        let keys: Vec<&str> = patient
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "resourceType",
+                "id",
+                "meta",
+                "name",
+                "birthDate",
+                "_birthDate",
+                "deceasedBoolean",
+                "link"
+            ]
+        );
+        // Patient.link is summary, and so are its children.
+        assert_eq!(patient["link"][0]["type"], "seealso");
+        let mut unknown = serde_json::json!({"resourceType": "Unicorn", "horn": 1});
+        retain_summary("Unicorn", unknown.as_object_mut().unwrap());
+        assert_eq!(unknown["horn"], 1, "an unknown type is left alone");
+    }
 
     #[test]
     fn tables_load_and_know_core_types() {

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use sphere_domain::fhir::definitions::retain_summary;
 use sphere_domain::fhir::search_query::{IncludeSpec, SearchQuery, SummaryMode, TotalMode};
 use sphere_domain::fhir::search_value::{self, RefTarget};
 use sphere_domain::fhir::{search_parameter, search_parameters, SearchParamType};
@@ -377,12 +378,13 @@ fn write_resource(
         match q.summary {
             Some(SummaryMode::Text) => k == "text",
             Some(SummaryMode::Data) => k != "text",
-            // Summary elements approximated as everything but narrative and contained.
-            Some(SummaryMode::True) => !matches!(k, "text" | "contained"),
             _ => true,
         }
     };
     let mut reduced: Map<String, Value> = full.into_iter().filter(|(k, _)| keep(k)).collect();
+    if q.elements.is_empty() && q.summary == Some(SummaryMode::True) {
+        retain_summary(&r.resource_type, &mut reduced);
+    }
     // Mark the subset, as FHIR requires (`SUBSETTED`).
     let meta = reduced
         .entry("meta")
