@@ -151,6 +151,11 @@ pub async fn scope<F: Future>(request: F) -> (F::Output, Note) {
     .await
 }
 
+/// Whether the current request is being recorded (it runs inside a [`scope`]).
+pub fn recording() -> bool {
+    NOTE.try_with(|_| ()).is_ok()
+}
+
 /// Adds to the current request's note. Outside a [`scope`] (in-process tests, the CLI) it does
 /// nothing.
 pub fn note(f: impl FnOnce(&mut Note)) {
@@ -313,7 +318,8 @@ mod tests {
             })
         })
         .await;
-        let (_, b) = scope(async {}).await;
+        let (inside, b) = scope(async { recording() }).await;
+        assert!(inside && !recording());
         assert_eq!(a.interaction.as_deref(), Some("read"));
         assert!(b.interaction.is_none());
         note(|n| {

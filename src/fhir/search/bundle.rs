@@ -32,6 +32,9 @@ pub struct SearchRequest {
     /// A system search (`GET [base]?_type=...`): the same parameters on the other types.
     /// `query` is the first type's and holds the result parameters.
     pub system: Option<Vec<SearchQuery>>,
+    /// Whether the access history records this request (then the result names the patients
+    /// whose data it holds; working them out reads every returned resource).
+    pub recorded: bool,
 }
 
 /// Drops the resources `access` may not see (the operator sees everything).
@@ -284,6 +287,9 @@ pub(super) fn execute(index: &SearchIndex, request: &SearchRequest) -> Result<Fo
     let mut patients: Vec<String> = Vec::new();
     for r in matches.iter().chain(&included).chain(&revincluded) {
         ids.push(format!("{}/{}", r.resource_type, r.id));
+        if !request.recorded {
+            continue;
+        }
         for p in sphere_domain::audit::patients_in(&r.resource_type, &r.id, &r.json) {
             if !patients.contains(&p) {
                 patients.push(p);

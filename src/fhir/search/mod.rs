@@ -348,6 +348,7 @@ async fn search_type(
         compartment,
         access: ctx,
         system: None,
+        recorded: crate::audit::recording(),
     };
     let index = app.search.clone();
     let found = tokio::task::spawn_blocking(move || bundle::execute(&index, &request))
@@ -490,6 +491,7 @@ async fn search_system(
         compartment: None,
         access: ctx,
         system: Some(others),
+        recorded: crate::audit::recording(),
     };
     let index = app.search.clone();
     let found = tokio::task::spawn_blocking(move || bundle::execute(&index, &request))
