@@ -185,3 +185,46 @@ async fn a_subscriber_that_falls_behind_the_live_feed_misses_nothing() {
         .unwrap();
     assert_eq!(events, stored, "live events equal the stored ones");
 }
+
+/// A lagging subscriber makes the live feed keep up to its length of commits in memory: a
+/// large commit must go out without its events (read from the file instead), and still reach
+/// every subscription whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_commit_reaches_subscriptions_without_being_kept_in_the_feed() {
+    use sphere::eventlog::{EventFilter, ExpectedRevision, NewEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let log = SqliteLog::open(dir.path()).unwrap();
+    let mut feed = log.feed();
+    let mut subscription = log.subscribe(None, EventFilter::all()).await.unwrap();
+    let small = log
+        .append(
+            "Small-1",
+            ExpectedRevision::Any,
+            vec![NewEvent::new("Small", "{}")],
+        )
+        .await
+        .unwrap()
+        .position;
+    let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(64 * 1024));
+    let events = (0..8).map(|_| NewEvent::new("Big", big.clone())).collect();
+    let large = log
+        .append("Big-1", ExpectedRevision::Any, events)
+        .await
+        .unwrap();
+    let first = feed.recv().await.unwrap();
+    assert_eq!(
+        (first.after, first.upto, first.events.len()),
+        (0, small.0, 1)
+    );
+    let second = feed.recv().await.unwrap();
+    assert_eq!(second.upto, large.position.0);
+    assert!(
+        second.events.is_empty() && second.after == second.upto,
+        "a large commit is announced, not held: {} events after {}",
+        second.events.len(),
+        second.after
+    );
+    let events = take_events(&mut subscription, 9).await;
+    let stored = log.read_all(None, &EventFilter::all(), 100).await.unwrap();
+    assert_eq!(events, stored);
+}

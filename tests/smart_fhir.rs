@@ -804,3 +804,38 @@ async fn an_update_cannot_overwrite_a_resource_outside_the_grant() {
     assert_eq!(put("lab1").await.unwrap().status(), 200);
     assert_eq!(put("lab3").await.unwrap().status(), 201);
 }
+
+/// The index puts a Patient in the compartment of every patient its `link` names, but a
+/// patient-only grant sees only its own Patient: another record linking to it must not be
+/// counted, nor answer a search about its content.
+#[tokio::test]
+async fn a_patient_grant_does_not_count_another_patient_that_links_to_its_own() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    let all = backend.token(&server, "system/Patient.cruds").await;
+    put(
+        &server,
+        &all,
+        json!({"resourceType": "Patient", "id": "p2", "gender": "male",
+            "name": [{"family": "Roe"}],
+            "link": [{"other": {"reference": "Patient/p1"}, "type": "seealso"}]}),
+    )
+    .await;
+    let token = patient_token(
+        &server,
+        "launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs",
+    )
+    .await;
+    for (path, total) in [
+        ("/fhir/r4/Patient?_summary=count", 1),
+        ("/fhir/r4/Patient?_id=p2&_summary=count", 0),
+        ("/fhir/r4/Patient?gender=male&_summary=count", 0),
+        ("/fhir/r4?_type=Patient&_summary=count", 1),
+    ] {
+        let count = search(&server, path, &token).await;
+        assert_eq!(count["total"], total, "{path}: {count}");
+    }
+    let bundle = search(&server, "/fhir/r4/Patient", &token).await;
+    assert_eq!(bundle["total"], 1, "{bundle}");
+    assert_eq!(entry_ids(&bundle), ["Patient/p1"]);
+}

@@ -144,9 +144,11 @@ impl AccessPolicy for SmartPolicy {
             } => {
                 filters.is_some()
                     // Patient scopes without a patient in context confine no search to a
-                    // compartment: each resource is then refused by the check.
+                    // compartment: each resource is then refused by the check. And the index
+                    // puts a Patient in the compartment of every patient its `link` names,
+                    // where the check admits the patient's own resource only.
                     || (patient_only
-                        && self.patient.is_none()
+                        && (self.patient.is_none() || resource_type == "Patient")
                         && sphere_domain::fhir::compartment::in_patient_compartment(resource_type))
             }
         }
@@ -343,6 +345,10 @@ mod tests {
     fn searches_check_content_only_where_the_compartment_does_not_decide() {
         let patient = ctx("patient/Observation.rs patient/Patient.rs", Some("p1"));
         assert!(!patient.checks_content(Interaction::SearchType, "Observation"));
+        assert!(
+            patient.checks_content(Interaction::SearchType, "Patient"),
+            "the index's compartment holds the Patients that link to p1; the check does not"
+        );
         assert_eq!(
             patient.confined_to_patient(Interaction::SearchType, "Observation"),
             Some("p1")

@@ -49,13 +49,22 @@ pub struct Writer {
 }
 
 /// One commit's events as a reader would read them: exactly the positions `(after, upto]`
-/// (`events` empty when the log moved by another process's commit, which only a read shows).
+/// (`events` empty, and `after` = `upto`, when the log moved by another process's commit,
+/// which only a read shows, or by a commit larger than [`FEED_COMMIT_BYTES`]).
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub after: u64,
     pub upto: u64,
     pub events: Arc<Vec<RecordedEvent>>,
 }
+
+/// Most bytes of events (about) a commit hands to live subscriptions in memory; a larger
+/// commit is announced without its events. Times the feed's length, what a lagging
+/// subscriber can keep in memory.
+pub const FEED_COMMIT_BYTES: usize = 256 * 1024;
+
+/// What an event costs in memory besides its data, stream and type (metadata, ids).
+const EVENT_OVERHEAD: usize = 256;
 
 /// Beyond this many cached stream revisions the cache starts over (bounded memory).
 const MAX_CACHED_STREAMS: usize = 200_000;
@@ -137,12 +146,28 @@ impl Writer {
                 .flat_map(|results| results.iter().map(|r| r.position.0))
                 .max();
             // The events inserted are one contiguous range of positions (the write lock is
-            // held from the first insert to the commit).
+            // held from the first insert to the commit). A large commit goes out without its
+            // events (subscriptions read them from the file): the feed keeps up to
+            // `FEED_COMMITS` commits for a lagging subscriber, and whole batches of large
+            // transaction Bundles would hold gigabytes.
             if let (Some(first), Some(last)) = (fresh.first(), fresh.last()) {
-                let _ = self.feed.send(Committed {
-                    after: first.position.0 - 1,
-                    upto: last.position.0,
-                    events: Arc::new(std::mem::take(&mut fresh)),
+                let (after, upto) = (first.position.0 - 1, last.position.0);
+                let bytes: usize = fresh
+                    .iter()
+                    .map(|e| e.data.len() + e.stream.len() + e.event_type.len() + EVENT_OVERHEAD)
+                    .sum();
+                let _ = self.feed.send(if bytes <= FEED_COMMIT_BYTES {
+                    Committed {
+                        after,
+                        upto,
+                        events: Arc::new(std::mem::take(&mut fresh)),
+                    }
+                } else {
+                    Committed {
+                        after: upto,
+                        upto,
+                        events: Arc::default(),
+                    }
                 });
             }
             if let Some(newest) = newest {
