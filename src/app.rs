@@ -36,6 +36,8 @@ pub struct App {
     /// The access history by patient and agent (FHIR `AuditEvent`, the access-history page).
     pub audit_view: Arc<AuditView>,
     audit_handle: ProjectionHandle,
+    stats_handle: ProjectionHandle,
+    /// The projections a request waits for after a write.
     projections: Vec<ProjectionHandle>,
 }
 
@@ -76,10 +78,11 @@ impl App {
         )?);
         crate::smart::bearer::install(&smart);
         crate::smart::Smart::watch_keys(&smart);
-        let mut projections = vec![runner::spawn(log.clone(), stats), token_status_handle];
-        projections.push(search_handle);
-        // Not in `projections`: FHIR reads wait for those, and they must not wait for the
-        // audit trail of other requests. AuditEvent searches wait for this one.
+        // What requests wait for after a write (read-your-writes). Not the statistics (only
+        // operators read them, and every access record moves them) nor the audit view (FHIR
+        // requests must not wait for the audit trail of others; AuditEvent searches wait for it).
+        let projections = vec![token_status_handle, search_handle];
+        let stats_handle = runner::spawn(log.clone(), stats);
         let audit_projection =
             AuditViewProjection::open(&projection::projections_dir(&config.data_dir))?;
         let audit_view = audit_projection.view();
@@ -97,14 +100,16 @@ impl App {
             audit,
             audit_view,
             audit_handle,
+            stats_handle,
             projections,
         }))
     }
 
-    /// Every running projection, the audit view included (health and metrics list them).
+    /// Every running projection, statistics and the audit view included (health and metrics
+    /// list them).
     pub fn projections(&self) -> impl Iterator<Item = &ProjectionHandle> {
-        self.projections
-            .iter()
+        std::iter::once(&self.stats_handle)
+            .chain(&self.projections)
             .chain(std::iter::once(&self.audit_handle))
     }
 

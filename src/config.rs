@@ -344,6 +344,12 @@ impl Config {
                 self.log_level
             ));
         }
+        if self.audit.group_commit_ms > 100 {
+            problems.push(format!(
+                "audit.group_commit_ms = {} is more than 100: every recorded request waits up to that long",
+                self.audit.group_commit_ms
+            ));
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             problems.push(format!(
                 "log_format = {:?} must be text or json",
@@ -546,6 +552,15 @@ mod tests {
         assert!(text.contains("tls.cert and tls.key must be given together"));
         assert!(text.contains("eventstore.url"));
         assert!(text.lines().all(|l| l.starts_with("config: ")));
+    }
+
+    #[test]
+    fn a_group_commit_pause_that_would_hold_every_request_is_refused() {
+        let mut c = load(&[], Overrides::default()).unwrap();
+        assert_eq!(c.audit.group_commit_ms, 2);
+        c.audit.group_commit_ms = 500;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("audit.group_commit_ms = 500"), "{err}");
     }
 
     #[test]
