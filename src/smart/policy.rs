@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sphere_domain::envelope::Actor;
-use sphere_domain::smart::scope::{Decision, Interaction as ScopeInteraction, ScopeSet};
+use sphere_domain::smart::scope::{
+    Context, Decision, Interaction as ScopeInteraction, ResourceScope, ScopeSet,
+};
 
 use crate::fhir::access::{AccessContext, AccessPolicy, Denied, Interaction};
 use crate::smart::bearer::{AccessToken, BearerError};
@@ -60,6 +62,47 @@ pub fn in_compartment(resource: &Value, patient: &str) -> bool {
     walk(resource, &wanted)
 }
 
+impl SmartPolicy {
+    /// The scopes granting `wanted` on `resource_type`.
+    fn granting<'a>(
+        &'a self,
+        resource_type: &'a str,
+        wanted: ScopeInteraction,
+    ) -> impl Iterator<Item = &'a ResourceScope> + 'a {
+        self.scopes
+            .resource_scopes()
+            .filter(move |r| r.applies_to(resource_type) && r.permissions.allows(wanted))
+    }
+
+    /// Both a patient scope and a user or system scope grant `wanted` on `resource_type`: the
+    /// grant is their union, which [`Decision`] (one compartment rule, one set of queries)
+    /// cannot say, so each resource is checked against each scope.
+    fn mixes_contexts(&self, resource_type: &str, wanted: ScopeInteraction) -> bool {
+        let patient = |r: &&ResourceScope| r.context == Context::Patient;
+        self.granting(resource_type, wanted).any(|r| patient(&r))
+            && self.granting(resource_type, wanted).any(|r| !patient(&r))
+    }
+
+    /// One scope admits `resource` whole: its compartment rule and its query.
+    fn any_scope_admits(
+        &self,
+        resource_type: &str,
+        wanted: ScopeInteraction,
+        resource: &Value,
+    ) -> bool {
+        let compartmented = sphere_domain::fhir::compartment::in_patient_compartment(resource_type);
+        self.granting(resource_type, wanted).any(|r| {
+            let inside = r.context != Context::Patient
+                || !compartmented
+                || self
+                    .patient
+                    .as_deref()
+                    .is_some_and(|p| in_compartment(resource, p));
+            inside && r.query_matches(resource)
+        })
+    }
+}
+
 impl AccessPolicy for SmartPolicy {
     fn check(
         &self,
@@ -99,6 +142,17 @@ impl AccessPolicy for SmartPolicy {
         let Some(resource) = resource else {
             return Ok(());
         };
+        if self.mixes_contexts(resource_type, wanted) {
+            // Patient and user/system scopes together: the resource must pass one scope whole
+            // (its compartment rule and its query), not the loosest of each.
+            return if self.any_scope_admits(resource_type, wanted, resource) {
+                Ok(())
+            } else {
+                Err(Denied::Forbidden(
+                    "insufficient_scope: outside every granted scope".into(),
+                ))
+            };
+        }
         if patient_only && sphere_domain::fhir::compartment::in_patient_compartment(resource_type) {
             let inside = self
                 .patient
@@ -143,6 +197,7 @@ impl AccessPolicy for SmartPolicy {
                 filters,
             } => {
                 filters.is_some()
+                    || self.mixes_contexts(resource_type, wanted)
                     // Patient scopes without a patient in context confine no search to a
                     // compartment: each resource is then refused by the check. And the index
                     // puts a Patient in the compartment of every patient its `link` names,
@@ -159,10 +214,13 @@ impl AccessPolicy for SmartPolicy {
         interaction: Interaction,
         resource_type: &str,
     ) -> Option<Vec<Vec<(String, String)>>> {
-        match self
-            .scopes
-            .decide(resource_type, scope_interaction(interaction)?)
-        {
+        let wanted = scope_interaction(interaction)?;
+        if self.mixes_contexts(resource_type, wanted) {
+            // A patient scope's query does not bind the user scope's resources (nor the other
+            // way round): no query can be added to the search; each match is checked instead.
+            return None;
+        }
+        match self.scopes.decide(resource_type, wanted) {
             Decision::Allow { filters, .. } => filters,
             Decision::Deny => None,
         }
@@ -180,6 +238,7 @@ impl AccessPolicy for SmartPolicy {
                 filters,
             } => {
                 filters.is_some()
+                    || self.mixes_contexts(resource_type, wanted)
                     || (patient_only
                         && sphere_domain::fhir::compartment::in_patient_compartment(resource_type))
             }
@@ -326,6 +385,35 @@ mod tests {
             Err(Denied::Forbidden(_))
         ));
         assert!(c.check(Interaction::Capabilities, None, None).is_ok());
+    }
+
+    #[test]
+    fn a_patient_scope_and_a_granular_user_scope_grant_their_union_not_everything() {
+        let c = ctx("patient/Observation.rs user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory", Some("p1"));
+        let obs = |patient: &str, category: &str| json!({"resourceType": "Observation", "subject": {"reference": format!("Patient/{patient}")}, "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}]});
+        let read = |r: &Value| {
+            c.check(Interaction::Read, Some("Observation"), Some(r))
+                .is_ok()
+        };
+        assert!(
+            read(&obs("p1", "vital-signs")),
+            "the patient scope: p1's every category"
+        );
+        assert!(
+            read(&obs("p2", "laboratory")),
+            "the user scope: any patient's labs"
+        );
+        assert!(
+            !read(&obs("p2", "vital-signs")),
+            "neither scope: another patient's vitals"
+        );
+        assert!(c.checks_each_resource(Interaction::SearchType, "Observation"));
+        assert!(c
+            .granted_queries(Interaction::SearchType, "Observation")
+            .is_none());
+        assert!(c
+            .confined_to_patient(Interaction::SearchType, "Observation")
+            .is_none());
     }
 
     #[test]
