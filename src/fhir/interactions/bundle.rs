@@ -227,15 +227,10 @@ async fn transaction(
                     Some(&Value::Object(map.clone())),
                 )
                 .map_err(FhirError::from)?;
-                super::check_replaceable(app, ctx, resource_type, id).await?;
+                let checked = super::check_replaceable(app, ctx, resource_type, id).await?;
                 check_valid(&map).map_err(|e| e.within(&format!("{at}.resource")))?;
-                let (version, expected) = match *if_match {
-                    Some(0) => {
-                        return Err(FhirError::PreconditionFailed(format!(
-                            "{at}: ifMatch names version 0"
-                        )))
-                    }
-                    Some(v) => (v + 1, ExpectedRevision::Exact(v - 1)),
+                let (version, expected) = match super::pinned_write(*if_match, checked, &at)? {
+                    Some(pinned) => pinned,
                     None => match app
                         .log
                         .stream_revision(&stream_name(resource_type, id))

@@ -30,7 +30,7 @@ use super::outcome::{outcome, FhirError};
 use super::request::{FhirRequest, Payload, Return, Route};
 use super::store::{self, PreparedWrite};
 use crate::app::App;
-use crate::eventlog::Position;
+use crate::eventlog::{ExpectedRevision, Position};
 
 /// Answers one request (never a search: those are routed to the search module).
 pub fn dispatch<'a>(
@@ -150,25 +150,57 @@ pub fn check_valid(resource: &Map<String, Value>) -> Result<(), FhirError> {
 /// granular categories) must reach the current version as well as the new one, or a client
 /// could overwrite (and so take over or destroy) a resource it may not touch. A deleted or
 /// absent resource holds nothing to protect.
+///
+/// Returns the revision the check saw (`None` when the grant does not depend on content): the
+/// write must replace exactly that one, so that a version written meanwhile (say, moved to
+/// another patient) is never replaced unchecked.
 pub async fn check_replaceable(
     app: &App,
     ctx: &AccessContext,
     resource_type: &str,
     id: &str,
-) -> Result<(), FhirError> {
+) -> Result<Option<ExpectedRevision>, FhirError> {
     if !ctx.checks_each_resource(Interaction::Update, resource_type) {
-        return Ok(());
+        return Ok(None);
     }
     let Some(current) = store::current(app.log.as_ref(), resource_type, id).await? else {
-        return Ok(());
+        return Ok(Some(ExpectedRevision::NoStream));
     };
-    if current.deleted {
-        return Ok(());
+    if !current.deleted {
+        let resource: Value = serde_json::from_slice(&current.body)
+            .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
+        ctx.check(Interaction::Update, Some(resource_type), Some(&resource))?;
     }
-    let resource: Value = serde_json::from_slice(&current.body)
-        .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
-    ctx.check(Interaction::Update, Some(resource_type), Some(&resource))?;
-    Ok(())
+    Ok(Some(ExpectedRevision::Exact(current.revision)))
+}
+
+/// The version to write and the revision it replaces: the client's `If-Match` version, else
+/// the revision the access check saw, else (`None`) whatever is current at the write.
+pub fn pinned_write(
+    if_match: Option<u64>,
+    checked: Option<ExpectedRevision>,
+    at: &str,
+) -> Result<Option<(u64, ExpectedRevision)>, FhirError> {
+    match (if_match, checked) {
+        (Some(0), _) => Err(FhirError::PreconditionFailed(format!(
+            "{at}: If-Match names version 0, which never exists"
+        ))),
+        (Some(v), Some(ExpectedRevision::Exact(seen))) if seen + 1 != v => {
+            Err(FhirError::PreconditionFailed(format!(
+                "{at}: If-Match names version {v} but the current version is {}",
+                seen + 1
+            )))
+        }
+        (Some(_), Some(ExpectedRevision::NoStream)) => Err(FhirError::PreconditionFailed(format!(
+            "{at}: If-Match names a version of a resource that does not exist"
+        ))),
+        (Some(v), _) => Ok(Some((v + 1, ExpectedRevision::Exact(v - 1)))),
+        (None, Some(ExpectedRevision::Exact(seen))) => {
+            Ok(Some((seen + 2, ExpectedRevision::Exact(seen))))
+        }
+        (None, Some(ExpectedRevision::NoStream)) => Ok(Some((1, ExpectedRevision::NoStream))),
+        (None, _) => Ok(None),
+    }
 }
 
 /// Waits (bounded) until every projection has applied `position`, so a search right after a
@@ -218,5 +250,34 @@ pub fn write_response(
             "{}/{}/_history/{}",
             written.resource_type, written.id, written.version
         )),
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    use super::*;
+
+    #[test]
+    fn a_checked_update_replaces_exactly_the_version_its_check_saw() {
+        let seen = Some(ExpectedRevision::Exact(4)); // version 5 was checked
+        assert!(matches!(
+            pinned_write(None, seen, "Observation/o"),
+            Ok(Some((6, ExpectedRevision::Exact(4))))
+        ));
+        assert!(matches!(
+            pinned_write(Some(5), seen, "Observation/o"),
+            Ok(Some((6, ExpectedRevision::Exact(4))))
+        ));
+        // The client names a version the check did not see: refused before any write.
+        let err = pinned_write(Some(6), seen, "Observation/o").unwrap_err();
+        assert!(err.to_string().contains("current version is 5"), "{err}");
+        assert!(matches!(
+            pinned_write(None, Some(ExpectedRevision::NoStream), "x"),
+            Ok(Some((1, ExpectedRevision::NoStream)))
+        ));
+        assert!(pinned_write(Some(1), Some(ExpectedRevision::NoStream), "x").is_err());
+        assert!(pinned_write(Some(0), None, "x").is_err());
+        // Without a content-dependent grant or If-Match, the write takes what is current.
+        assert!(matches!(pinned_write(None, None, "x"), Ok(None)));
     }
 }

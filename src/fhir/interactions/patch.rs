@@ -18,7 +18,7 @@ use super::super::outcome::FhirError;
 use super::super::request::{FhirRequest, Payload};
 use super::super::store;
 use super::read::not_found;
-use super::update::write;
+use super::update::{write, Pin};
 use crate::app::App;
 
 /// Attempts when other writers keep winning the race to the next version.
@@ -53,7 +53,10 @@ pub async fn patch(
             resource_type,
             id,
             resource,
-            Some(version),
+            Pin {
+                if_match: Some(version),
+                checked: None,
+            },
             request.prefer,
         )
         .await

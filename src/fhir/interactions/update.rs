@@ -17,7 +17,9 @@ use super::super::outcome::outcome;
 use super::super::outcome::FhirError;
 use super::super::request::{FhirRequest, Return};
 use super::super::store::{self, PreparedWrite};
-use super::{await_projections, check_replaceable, check_valid, parse_resource, write_response};
+use super::{
+    await_projections, check_replaceable, check_valid, parse_resource, pinned_write, write_response,
+};
 use crate::app::App;
 use crate::eventlog::{EventLogError, ExpectedRevision};
 
@@ -103,7 +105,7 @@ async fn put(
 ) -> Result<FhirResponse, FhirError> {
     let value = Value::Object(resource);
     ctx.check(Interaction::Update, Some(resource_type), Some(&value))?;
-    check_replaceable(app, ctx, resource_type, id).await?;
+    let checked = check_replaceable(app, ctx, resource_type, id).await?;
     let Value::Object(resource) = value else {
         unreachable!("built from an object just above")
     };
@@ -119,10 +121,18 @@ async fn put(
         resource_type,
         id,
         resource,
-        if_match,
+        Pin { if_match, checked },
         request.prefer,
     )
     .await
+}
+
+/// What an update must replace: the client's `If-Match` version, and the revision the access
+/// check saw when the grant depends on content.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Pin {
+    pub if_match: Option<u64>,
+    pub checked: Option<ExpectedRevision>,
 }
 
 /// Writes `resource` as the next version of `resource_type/id` (already access-checked), after
@@ -133,9 +143,10 @@ pub(super) async fn write(
     resource_type: &str,
     id: &str,
     resource: Map<String, Value>,
-    if_match: Option<u64>,
+    pin: Pin,
     prefer: Option<Return>,
 ) -> Result<FhirResponse, FhirError> {
+    let Pin { if_match, checked } = pin;
     check_valid(&resource)?;
     if let Some(current) = store::unchanged(app.log.as_ref(), resource_type, id, &resource)
         .await?
@@ -166,13 +177,9 @@ pub(super) async fn write(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (version, expected) = match if_match {
-            Some(0) => {
-                return Err(FhirError::PreconditionFailed(
-                    "If-Match names version 0, which never exists".into(),
-                ))
-            }
-            Some(v) => (v + 1, ExpectedRevision::Exact(v - 1)),
+        let pinned = pinned_write(if_match, checked, &format!("{resource_type}/{id}"))?;
+        let (version, expected) = match pinned {
+            Some(pinned) => pinned,
             None => match app
                 .log
                 .stream_revision(&sphere_domain::resource::stream_name(resource_type, id))
@@ -216,6 +223,12 @@ pub(super) async fn write(
                         actual
                             .map(|r| (r + 1).to_string())
                             .unwrap_or_else(|| "no version".into())
+                    )));
+                }
+                if checked.is_some() {
+                    // The version the access check saw is gone: check the new one first.
+                    return Err(FhirError::Conflict(format!(
+                        "{resource_type}/{id} changed while being updated; retry"
                     )));
                 }
                 if attempt >= RETRIES {
