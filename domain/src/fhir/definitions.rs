@@ -129,6 +129,9 @@ pub struct TypeDef {
     pub elements: Vec<ElementDef>,
     /// Element indexes by parent path, so a JSON object is checked against its own children only.
     children: HashMap<&'static str, Vec<usize>>,
+    /// By parent path, the JSON names of its children (a choice element once per type:
+    /// `valueQuantity`) -> (element index, index of the type the name selects).
+    json_names: HashMap<&'static str, HashMap<String, (usize, Option<usize>)>>,
 }
 
 impl TypeDef {
@@ -139,6 +142,15 @@ impl TypeDef {
             .into_iter()
             .flatten()
             .map(move |&i| &self.elements[i])
+    }
+
+    /// The child of `path` whose JSON name is `key`, with the type that name selects: for a
+    /// choice element the type it names (`valueQuantity` -> Quantity), otherwise its first type.
+    /// When several children could take the name, the first declared wins.
+    pub fn child_named(&self, path: &str, key: &str) -> Option<(&ElementDef, Option<&TypeRef>)> {
+        let &(element, ty) = self.json_names.get(path)?.get(key)?;
+        let element = &self.elements[element];
+        Some((element, ty.map(|t| &element.types[t])))
     }
 
     pub fn element(&self, path: &str) -> Option<&ElementDef> {
@@ -349,6 +361,10 @@ fn load() -> Result<Definitions, TableError> {
                 children.entry(parent).or_default().push(i);
             }
         }
+        let json_names = children
+            .iter()
+            .map(|(&parent, indexes)| (parent, json_names(&elements, indexes)))
+            .collect();
         types.insert(
             name,
             TypeDef {
@@ -358,6 +374,7 @@ fn load() -> Result<Definitions, TableError> {
                 base: t.base,
                 elements,
                 children,
+                json_names,
             },
         );
     }
@@ -381,6 +398,35 @@ fn load() -> Result<Definitions, TableError> {
         primitives,
         value_sets,
     })
+}
+
+/// The JSON names of the elements at `indexes` (siblings, in declaration order); see
+/// [`TypeDef::child_named`].
+fn json_names(
+    elements: &[ElementDef],
+    indexes: &[usize],
+) -> HashMap<String, (usize, Option<usize>)> {
+    let mut names = HashMap::new();
+    for &i in indexes {
+        let e = &elements[i];
+        if e.is_choice() {
+            for (t, ty) in e.types.iter().enumerate() {
+                let mut chars = ty.code.chars();
+                let Some(first) = chars.next() else { continue };
+                let key = format!(
+                    "{}{}{}",
+                    e.stem(),
+                    first.to_ascii_uppercase(),
+                    chars.as_str()
+                );
+                names.entry(key).or_insert((i, Some(t)));
+            }
+        } else {
+            let first_type = (!e.types.is_empty()).then_some(0);
+            names.entry(e.name.to_owned()).or_insert((i, first_type));
+        }
+    }
+    names
 }
 
 fn primitive_json(name: &str, base: Option<&str>) -> PrimitiveJson {
@@ -423,6 +469,65 @@ mod tests {
             Some("dateTime")
         );
         assert!(value.choice_type("valueFoo").is_none());
+    }
+
+    #[test]
+    fn json_names_find_what_a_scan_of_the_children_finds() {
+        // The declaration-order scan the lookup table replaces.
+        fn scan<'t>(
+            td: &'t TypeDef,
+            path: &str,
+            key: &str,
+        ) -> Option<(&'t ElementDef, Option<&'t TypeRef>)> {
+            td.children_of(path).find_map(|e| {
+                if e.is_choice() {
+                    e.choice_type(key).map(|t| (e, Some(t)))
+                } else if e.name == key {
+                    Some((e, e.types.first()))
+                } else {
+                    None
+                }
+            })
+        }
+        let same = |a: Option<(&ElementDef, Option<&TypeRef>)>,
+                    b: Option<(&ElementDef, Option<&TypeRef>)>| {
+            match (a, b) {
+                (None, None) => true,
+                (Some((ea, ta)), Some((eb, tb))) => ea.path == eb.path && ta == tb,
+                _ => false,
+            }
+        };
+        let mut checked = 0;
+        for td in definitions().types.values() {
+            for (&parent, indexes) in &td.children {
+                let mut keys: Vec<String> = vec!["value".into(), "valueFoo".into(), "".into()];
+                for &i in indexes {
+                    let e = &td.elements[i];
+                    keys.push(e.name.to_owned());
+                    keys.push(e.stem().to_owned());
+                    for t in &e.types {
+                        keys.push(format!("{}{}", e.stem(), t.code));
+                        let mut c = t.code.chars();
+                        if let Some(first) = c.next() {
+                            keys.push(format!(
+                                "{}{}{}",
+                                e.stem(),
+                                first.to_ascii_uppercase(),
+                                c.as_str()
+                            ));
+                        }
+                    }
+                }
+                for key in &keys {
+                    assert!(
+                        same(td.child_named(parent, key), scan(td, parent, key)),
+                        "{parent} {key}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
     }
 
     #[test]
