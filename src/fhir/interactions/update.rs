@@ -135,7 +135,12 @@ pub(super) async fn write(
     if_match: Option<u64>,
     prefer: Option<Return>,
 ) -> Result<FhirResponse, FhirError> {
+    // Wrapped for the validator and unwrapped again: moves, no copy.
+    let resource = Value::Object(resource);
     check_valid(&resource)?;
+    let Value::Object(resource) = resource else {
+        unreachable!("built from an object just above")
+    };
     if let Some(current) = store::unchanged(app.log.as_ref(), resource_type, id, &resource)
         .await?
         .filter(|current| if_match.is_none_or(|v| v == current.version()))
@@ -184,7 +189,7 @@ pub(super) async fn write(
         let now = store::now_ms();
         let metadata = store::event_metadata(ctx, correlation, now);
         let prepared: PreparedWrite = store::prepare_put(
-            resource.clone(),
+            &resource,
             resource_type,
             id,
             version,
