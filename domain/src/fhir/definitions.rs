@@ -127,11 +127,44 @@ pub struct TypeDef {
     /// The type it specializes (`DomainResource`, `Element`, `BackboneElement`...).
     pub base: Option<&'static str>,
     pub elements: Vec<ElementDef>,
-    /// Element indexes by parent path, so a JSON object is checked against its own children only.
-    children: HashMap<&'static str, Vec<usize>>,
-    /// By parent path, the JSON names of its children (a choice element once per type:
-    /// `valueQuantity`) -> (element index, index of the type the name selects).
-    json_names: HashMap<&'static str, HashMap<String, (usize, Option<usize>)>>,
+    /// The children of each parent path, so a JSON object is checked against its own only.
+    children: HashMap<&'static str, ChildIndex>,
+}
+
+/// The children of one element path, indexed for the validator.
+#[derive(Debug, Default)]
+struct ChildIndex {
+    /// Element indexes, in declaration order.
+    elements: Vec<usize>,
+    /// Each child's JSON names (a choice element once per type: `valueQuantity`) -> (element
+    /// index, index of the type the name selects).
+    json_names: HashMap<String, (usize, Option<usize>)>,
+    /// The children with a minimum cardinality, in declaration order.
+    required: Vec<usize>,
+}
+
+/// The children of one element path of a [`TypeDef`] (see [`TypeDef::children`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Children<'t> {
+    def: &'t TypeDef,
+    index: &'t ChildIndex,
+}
+
+impl<'t> Children<'t> {
+    /// The child whose JSON name is `key`, with the type that name selects: for a choice
+    /// element the type it names (`valueQuantity` -> Quantity), otherwise its first type.
+    /// When several children could take the name, the first declared wins.
+    pub fn named(&self, key: &str) -> Option<(&'t ElementDef, Option<&'t TypeRef>)> {
+        let &(element, ty) = self.index.json_names.get(key)?;
+        let element = &self.def.elements[element];
+        Some((element, ty.map(|t| &element.types[t])))
+    }
+
+    /// The children with a minimum cardinality above 0, in declaration order.
+    pub fn required(&self) -> impl Iterator<Item = &'t ElementDef> + 't {
+        let def = self.def;
+        self.index.required.iter().map(move |&i| &def.elements[i])
+    }
 }
 
 impl TypeDef {
@@ -140,17 +173,24 @@ impl TypeDef {
         self.children
             .get(path)
             .into_iter()
-            .flatten()
+            .flat_map(|c| &c.elements)
             .map(move |&i| &self.elements[i])
+    }
+
+    /// The children of `path` (a type root or a backbone element path), looked up once for
+    /// all the keys of an object; None when it has none.
+    pub fn children(&self, path: &str) -> Option<Children<'_>> {
+        Some(Children {
+            def: self,
+            index: self.children.get(path)?,
+        })
     }
 
     /// The child of `path` whose JSON name is `key`, with the type that name selects: for a
     /// choice element the type it names (`valueQuantity` -> Quantity), otherwise its first type.
     /// When several children could take the name, the first declared wins.
     pub fn child_named(&self, path: &str, key: &str) -> Option<(&ElementDef, Option<&TypeRef>)> {
-        let &(element, ty) = self.json_names.get(path)?.get(key)?;
-        let element = &self.elements[element];
-        Some((element, ty.map(|t| &element.types[t])))
+        self.children(path)?.named(key)
     }
 
     pub fn element(&self, path: &str) -> Option<&ElementDef> {
@@ -355,16 +395,19 @@ fn load() -> Result<Definitions, TableError> {
                 },
             )
             .collect();
-        let mut children: HashMap<&'static str, Vec<usize>> = HashMap::new();
+        let mut children: HashMap<&'static str, ChildIndex> = HashMap::new();
         for (i, e) in elements.iter().enumerate() {
             if let Some((parent, _)) = e.path.rsplit_once('.') {
-                children.entry(parent).or_default().push(i);
+                let index = children.entry(parent).or_default();
+                index.elements.push(i);
+                if e.min > 0 {
+                    index.required.push(i);
+                }
             }
         }
-        let json_names = children
-            .iter()
-            .map(|(&parent, indexes)| (parent, json_names(&elements, indexes)))
-            .collect();
+        for index in children.values_mut() {
+            index.json_names = json_names(&elements, &index.elements);
+        }
         types.insert(
             name,
             TypeDef {
@@ -374,7 +417,6 @@ fn load() -> Result<Definitions, TableError> {
                 base: t.base,
                 elements,
                 children,
-                json_names,
             },
         );
     }
@@ -499,7 +541,8 @@ mod tests {
         };
         let mut checked = 0;
         for td in definitions().types.values() {
-            for (&parent, indexes) in &td.children {
+            for (&parent, index) in &td.children {
+                let indexes = &index.elements;
                 let mut keys: Vec<String> = vec!["value".into(), "valueFoo".into(), "".into()];
                 for &i in indexes {
                     let e = &td.elements[i];

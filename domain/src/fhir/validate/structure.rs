@@ -232,9 +232,11 @@ impl<'v> Walker<'_, 'v> {
             );
             return;
         }
-        // Both bounded by the number of children `path` defines, however large the object.
-        let mut present: Vec<&str> = Vec::new();
-        let mut choice_used: Vec<(&str, &str)> = Vec::new();
+        let children = td.children(path);
+        // Both bounded by the number of children `path` defines, however large the object;
+        // elements are compared by address (one table holds them all).
+        let mut present: Vec<&ElementDef> = Vec::new();
+        let mut choice_used: Vec<(&ElementDef, &str)> = Vec::new();
         // Most objects have no `_name` twins; then no lookup for them is needed.
         let has_twins = obj.keys().any(|k| k.starts_with('_'));
         for (key, value) in obj {
@@ -246,7 +248,7 @@ impl<'v> Walker<'_, 'v> {
                 None => (false, key.as_str()),
             };
             let child = at.key(key);
-            let Some((el, ty)) = td.child_named(path, name) else {
+            let Some((el, ty)) = children.and_then(|c| c.named(name)) else {
                 self.push(
                     IssueCode::Structure,
                     child.to_string(),
@@ -254,12 +256,12 @@ impl<'v> Walker<'_, 'v> {
                 );
                 continue;
             };
-            if !present.contains(&el.name) {
-                present.push(el.name);
+            if !present.iter().any(|p| std::ptr::eq(*p, el)) {
+                present.push(el);
             }
             // A choice element takes exactly one of its types.
             if el.is_choice() {
-                match choice_used.iter().find(|(e, _)| *e == el.name) {
+                match choice_used.iter().find(|(e, _)| std::ptr::eq(*e, el)) {
                     Some((_, first)) if *first != name => {
                         let message = format!(
                             "Only one type of '{}' is allowed; '{first}' is already present",
@@ -269,7 +271,7 @@ impl<'v> Walker<'_, 'v> {
                         continue;
                     }
                     Some(_) => {}
-                    None => choice_used.push((el.name, name)),
+                    None => choice_used.push((el, name)),
                 }
             }
             // Resource.id is typed string in the R4 snapshot, but a logical id has the id format.
@@ -370,8 +372,8 @@ impl<'v> Walker<'_, 'v> {
             }
         }
         // Required elements of this object.
-        for el in td.children_of(path) {
-            if el.min > 0 && !present.contains(&el.name) {
+        for el in children.iter().flat_map(|c| c.required()) {
+            if !present.iter().any(|p| std::ptr::eq(*p, el)) {
                 let message = if el.is_choice() {
                     format!("Missing required element '{}' (one of its types)", el.name)
                 } else {
