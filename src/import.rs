@@ -481,8 +481,8 @@ fn read_file(file: &Path, sender: &mpsc::Sender<(Unit, u64)>) -> Result<(), ()> 
     send(Unit::Independent(Vec::new()), size)
 }
 
-/// The units of one JSON document.
-fn units_of(value: Value, whole: &Origin) -> Vec<Unit> {
+/// The units of one JSON document. The resources are moved out of it, never copied.
+fn units_of(mut value: Value, whole: &Origin) -> Vec<Unit> {
     if value["resourceType"] != "Bundle" {
         return vec![match item(value, whole.clone()) {
             Ok(item) => Unit::Independent(vec![item]),
@@ -492,7 +492,7 @@ fn units_of(value: Value, whole: &Origin) -> Vec<Unit> {
     let kind = value["type"].as_str().unwrap_or("").to_owned();
     let entries = match value.get("entry") {
         None => return Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Array(a)) => a,
         Some(_) => {
             return vec![Unit::Broken(problem(
                 whole,
@@ -502,24 +502,29 @@ fn units_of(value: Value, whole: &Origin) -> Vec<Unit> {
         }
     };
     match kind.as_str() {
-        "transaction" => match plain_puts(&entries, whole) {
-            Some(items) => vec![Unit::Atomic(items)],
-            None => vec![Unit::Bundle(whole.clone(), value)],
-        },
-        "batch" => match plain_puts(&entries, whole) {
-            Some(items) => chunked(items),
-            None => vec![Unit::Bundle(whole.clone(), value)],
-        },
+        "transaction" | "batch" if !all_plain_puts(entries) => {
+            vec![Unit::Bundle(whole.clone(), value)]
+        }
+        "transaction" | "batch" => {
+            let (items, broken) = plain_put_items(take_entries(&mut value), whole);
+            let mut units: Vec<Unit> = broken.into_iter().map(Unit::Broken).collect();
+            if kind == "batch" {
+                units.extend(chunked(items));
+            } else if units.is_empty() {
+                units.push(Unit::Atomic(items));
+            }
+            units
+        }
         _ => {
             // collection, searchset, document...: the resources themselves.
             let mut units = Vec::new();
             let mut items = Vec::new();
-            for (i, entry) in entries.into_iter().enumerate() {
+            for (i, mut entry) in take_entries(&mut value).into_iter().enumerate() {
                 let origin = Origin {
                     path: format!("Bundle.entry[{i}].resource"),
                     ..whole.clone()
                 };
-                match entry.get("resource").cloned() {
+                match entry.get_mut("resource").map(Value::take) {
                     Some(resource) => match item(resource, origin) {
                         Ok(item) => items.push(item),
                         Err(p) => units.push(Unit::Broken(p)),
@@ -551,38 +556,65 @@ fn chunked(items: Vec<Item>) -> Vec<Unit> {
     units
 }
 
-/// The entries as items when every one is a plain `PUT Type/id` of a resource with that type and
-/// id (what `sphere generate` and most exports write); None when any needs the API's
-/// transaction semantics.
-fn plain_puts(entries: &[Value], whole: &Origin) -> Option<Vec<Item>> {
-    let mut items = Vec::with_capacity(entries.len());
+/// The entries of a Bundle already known to have an `entry` array, moved out of it.
+fn take_entries(bundle: &mut Value) -> Vec<Value> {
+    match bundle.get_mut("entry").map(Value::take) {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    }
+}
+
+/// Whether every entry is a plain `PUT Type/id` of a resource with that type and id that
+/// [`item`] takes (what `sphere generate` and most exports write); false when any needs the
+/// API's transaction semantics.
+fn all_plain_puts(entries: &[Value]) -> bool {
     let mut streams = HashSet::new();
-    for (i, entry) in entries.iter().enumerate() {
+    entries.iter().all(|entry| {
         let request = &entry["request"];
         if request["method"] != "PUT"
             || ["ifMatch", "ifNoneMatch", "ifNoneExist", "ifModifiedSince"]
                 .iter()
                 .any(|k| request.get(*k).is_some())
         {
-            return None;
+            return false;
         }
-        let url = request["url"].as_str()?;
-        let (resource_type, id) = url.split_once('/')?;
-        let resource = entry.get("resource")?;
-        if resource["resourceType"] != resource_type
-            || resource["id"] != id
-            || id.contains(['/', '?'])
-            || !streams.insert(url)
-        {
-            return None;
-        }
+        let Some(url) = request["url"].as_str() else {
+            return false;
+        };
+        let Some((resource_type, id)) = url.split_once('/') else {
+            return false;
+        };
+        let Some(resource) = entry.get("resource") else {
+            return false;
+        };
+        // What `item` checks, so that every entry of an accepted Bundle becomes an item.
+        resource.is_object()
+            && resource["resourceType"] == resource_type
+            && resource["id"] == id
+            && !id.contains(['/', '?'])
+            && sphere_domain::fhir::is_resource_type(resource_type)
+            && is_valid_id(id)
+            && streams.insert(url)
+    })
+}
+
+/// The items of entries that passed [`all_plain_puts`], and a problem for any that still is
+/// not one (none can be: a transaction with one is not written at all).
+fn plain_put_items(entries: Vec<Value>, whole: &Origin) -> (Vec<Item>, Vec<Problem>) {
+    let mut items = Vec::with_capacity(entries.len());
+    let mut broken = Vec::new();
+    for (i, mut entry) in entries.into_iter().enumerate() {
         let origin = Origin {
             path: format!("Bundle.entry[{i}].resource"),
             ..whole.clone()
         };
-        items.push(item(resource.clone(), origin).ok()?);
+        let resource = entry.get_mut("resource").map(Value::take);
+        match item(resource.unwrap_or(Value::Null), origin) {
+            Ok(item) => items.push(item),
+            Err(p) => broken.push(p),
+        }
     }
-    Some(items)
+    (items, broken)
 }
 
 /// Validates and writes one unit.
@@ -719,9 +751,13 @@ async fn write_items(
         let correlation = uuid::Uuid::now_v7();
         let mut writes: Vec<PreparedWrite> = Vec::with_capacity(valid.len());
         let mut unchanged = 0;
-        for item in valid.iter() {
-            let stream = stream_name(&item.resource_type, &item.id);
-            let (version, expected) = match target.log.stream_revision(&stream).await? {
+        let streams = valid
+            .iter()
+            .map(|item| stream_name(&item.resource_type, &item.id))
+            .collect();
+        let revisions = target.log.stream_revisions(streams).await?;
+        for (item, revision) in valid.iter().zip(revisions) {
+            let (version, expected) = match revision {
                 None => (1, ExpectedRevision::NoStream),
                 Some(rev) => {
                     let same =
@@ -740,7 +776,7 @@ async fn write_items(
             };
             let metadata = store::event_metadata(&ctx, correlation, now);
             let prepared = store::prepare_put(
-                item.resource.clone(),
+                &item.resource,
                 &item.resource_type,
                 &item.id,
                 version,
@@ -758,12 +794,14 @@ async fn write_items(
             outcome.unchanged = unchanged;
             return Ok(outcome);
         }
-        let batch = writes.iter().map(|w| w.write.clone()).collect();
+        let created = writes.iter().filter(|w| w.created).count() as u64;
+        let written = writes.len() as u64;
+        let batch = writes.into_iter().map(|w| w.write).collect();
         match target.log.append_multi(batch).await {
             Ok(results) => {
                 outcome.unchanged = unchanged;
-                outcome.created = writes.iter().filter(|w| w.created).count() as u64;
-                outcome.updated = writes.len() as u64 - outcome.created;
+                outcome.created = created;
+                outcome.updated = written - created;
                 outcome.position = results.iter().map(|r| r.position).max();
                 return Ok(outcome);
             }

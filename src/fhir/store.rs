@@ -178,11 +178,12 @@ pub fn event_metadata(
     }
 }
 
-/// Prepares version `version` of `resource_type/id` from a validated resource object.
+/// Prepares version `version` of `resource_type/id` from a validated resource object (read,
+/// not consumed: the body is serialized from it, stamped, in one pass).
 /// `expected` is the stream revision the append insists on (NoStream for version 1).
 #[allow(clippy::too_many_arguments)]
 pub fn prepare_put(
-    resource: Map<String, Value>,
+    resource: &Map<String, Value>,
     resource_type: &str,
     id: &str,
     version: u64,
@@ -190,9 +191,8 @@ pub fn prepare_put(
     now_ms: i64,
     metadata: EventMetadata,
 ) -> Result<PreparedWrite, FhirError> {
-    let stamped = fhir_rest::stamp(resource, id, version, &instant(now_ms));
     let body = Bytes::from(
-        serde_json::to_vec(&stamped)
+        fhir_rest::stamped_json(resource, id, version, &instant(now_ms))
             .map_err(|e| FhirError::Internal(format!("serializing a resource failed: {e}")))?,
     );
     let created = version == 1;

@@ -171,8 +171,44 @@ pub struct TypeDef {
     /// The type it specializes (`DomainResource`, `Element`, `BackboneElement`...).
     pub base: Option<&'static str>,
     pub elements: Vec<ElementDef>,
-    /// Element indexes by parent path, so a JSON object is checked against its own children only.
-    children: HashMap<&'static str, Vec<usize>>,
+    /// The children of each parent path, so a JSON object is checked against its own only.
+    children: HashMap<&'static str, ChildIndex>,
+}
+
+/// The children of one element path, indexed for the validator.
+#[derive(Debug, Default)]
+struct ChildIndex {
+    /// Element indexes, in declaration order.
+    elements: Vec<usize>,
+    /// Each child's JSON names (a choice element once per type: `valueQuantity`) -> (element
+    /// index, index of the type the name selects).
+    json_names: HashMap<String, (usize, Option<usize>)>,
+    /// The children with a minimum cardinality, in declaration order.
+    required: Vec<usize>,
+}
+
+/// The children of one element path of a [`TypeDef`] (see [`TypeDef::children`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Children<'t> {
+    def: &'t TypeDef,
+    index: &'t ChildIndex,
+}
+
+impl<'t> Children<'t> {
+    /// The child whose JSON name is `key`, with the type that name selects: for a choice
+    /// element the type it names (`valueQuantity` -> Quantity), otherwise its first type.
+    /// When several children could take the name, the first declared wins.
+    pub fn named(&self, key: &str) -> Option<(&'t ElementDef, Option<&'t TypeRef>)> {
+        let &(element, ty) = self.index.json_names.get(key)?;
+        let element = &self.def.elements[element];
+        Some((element, ty.map(|t| &element.types[t])))
+    }
+
+    /// The children with a minimum cardinality above 0, in declaration order.
+    pub fn required(&self) -> impl Iterator<Item = &'t ElementDef> + 't {
+        let def = self.def;
+        self.index.required.iter().map(move |&i| &def.elements[i])
+    }
 }
 
 impl TypeDef {
@@ -181,8 +217,24 @@ impl TypeDef {
         self.children
             .get(path)
             .into_iter()
-            .flatten()
+            .flat_map(|c| &c.elements)
             .map(move |&i| &self.elements[i])
+    }
+
+    /// The children of `path` (a type root or a backbone element path), looked up once for
+    /// all the keys of an object; None when it has none.
+    pub fn children(&self, path: &str) -> Option<Children<'_>> {
+        Some(Children {
+            def: self,
+            index: self.children.get(path)?,
+        })
+    }
+
+    /// The child of `path` whose JSON name is `key`, with the type that name selects: for a
+    /// choice element the type it names (`valueQuantity` -> Quantity), otherwise its first type.
+    /// When several children could take the name, the first declared wins.
+    pub fn child_named(&self, path: &str, key: &str) -> Option<(&ElementDef, Option<&TypeRef>)> {
+        self.children(path)?.named(key)
     }
 
     pub fn element(&self, path: &str) -> Option<&ElementDef> {
@@ -389,11 +441,18 @@ fn load() -> Result<Definitions, TableError> {
                 },
             )
             .collect();
-        let mut children: HashMap<&'static str, Vec<usize>> = HashMap::new();
+        let mut children: HashMap<&'static str, ChildIndex> = HashMap::new();
         for (i, e) in elements.iter().enumerate() {
             if let Some((parent, _)) = e.path.rsplit_once('.') {
-                children.entry(parent).or_default().push(i);
+                let index = children.entry(parent).or_default();
+                index.elements.push(i);
+                if e.min > 0 {
+                    index.required.push(i);
+                }
             }
+        }
+        for index in children.values_mut() {
+            index.json_names = json_names(&elements, &index.elements);
         }
         types.insert(
             name,
@@ -427,6 +486,35 @@ fn load() -> Result<Definitions, TableError> {
         primitives,
         value_sets,
     })
+}
+
+/// The JSON names of the elements at `indexes` (siblings, in declaration order); see
+/// [`TypeDef::child_named`].
+fn json_names(
+    elements: &[ElementDef],
+    indexes: &[usize],
+) -> HashMap<String, (usize, Option<usize>)> {
+    let mut names = HashMap::new();
+    for &i in indexes {
+        let e = &elements[i];
+        if e.is_choice() {
+            for (t, ty) in e.types.iter().enumerate() {
+                let mut chars = ty.code.chars();
+                let Some(first) = chars.next() else { continue };
+                let key = format!(
+                    "{}{}{}",
+                    e.stem(),
+                    first.to_ascii_uppercase(),
+                    chars.as_str()
+                );
+                names.entry(key).or_insert((i, Some(t)));
+            }
+        } else {
+            let first_type = (!e.types.is_empty()).then_some(0);
+            names.entry(e.name.to_owned()).or_insert((i, first_type));
+        }
+    }
+    names
 }
 
 fn primitive_json(name: &str, base: Option<&str>) -> PrimitiveJson {
@@ -509,6 +597,66 @@ mod tests {
             Some("dateTime")
         );
         assert!(value.choice_type("valueFoo").is_none());
+    }
+
+    #[test]
+    fn json_names_find_what_a_scan_of_the_children_finds() {
+        // The declaration-order scan the lookup table replaces.
+        fn scan<'t>(
+            td: &'t TypeDef,
+            path: &str,
+            key: &str,
+        ) -> Option<(&'t ElementDef, Option<&'t TypeRef>)> {
+            td.children_of(path).find_map(|e| {
+                if e.is_choice() {
+                    e.choice_type(key).map(|t| (e, Some(t)))
+                } else if e.name == key {
+                    Some((e, e.types.first()))
+                } else {
+                    None
+                }
+            })
+        }
+        let same = |a: Option<(&ElementDef, Option<&TypeRef>)>,
+                    b: Option<(&ElementDef, Option<&TypeRef>)>| {
+            match (a, b) {
+                (None, None) => true,
+                (Some((ea, ta)), Some((eb, tb))) => ea.path == eb.path && ta == tb,
+                _ => false,
+            }
+        };
+        let mut checked = 0;
+        for td in definitions().types.values() {
+            for (&parent, index) in &td.children {
+                let indexes = &index.elements;
+                let mut keys: Vec<String> = vec!["value".into(), "valueFoo".into(), "".into()];
+                for &i in indexes {
+                    let e = &td.elements[i];
+                    keys.push(e.name.to_owned());
+                    keys.push(e.stem().to_owned());
+                    for t in &e.types {
+                        keys.push(format!("{}{}", e.stem(), t.code));
+                        let mut c = t.code.chars();
+                        if let Some(first) = c.next() {
+                            keys.push(format!(
+                                "{}{}{}",
+                                e.stem(),
+                                first.to_ascii_uppercase(),
+                                c.as_str()
+                            ));
+                        }
+                    }
+                }
+                for key in &keys {
+                    assert!(
+                        same(td.child_named(parent, key), scan(td, parent, key)),
+                        "{parent} {key}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
     }
 
     #[test]

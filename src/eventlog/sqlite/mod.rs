@@ -388,6 +388,15 @@ impl EventLog for SqliteLog {
             .await
     }
 
+    async fn stream_revisions(
+        &self,
+        streams: Vec<String>,
+    ) -> Result<Vec<Option<u64>>, EventLogError> {
+        // One blocking task and one read transaction for the lot.
+        self.read(move |conn| reader::stream_revisions(conn, &streams))
+            .await
+    }
+
     async fn close(&self) -> Result<(), EventLogError> {
         // Dropping the only sender lets the writer drain what is queued, then stop.
         let sender = self

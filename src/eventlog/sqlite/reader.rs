@@ -293,6 +293,20 @@ pub fn head(conn: &Connection) -> Result<Option<Position>, EventLogError> {
         .map_err(read_error)
 }
 
+/// [`stream_revision`] of each stream, read in one transaction (one snapshot, one lock).
+pub fn stream_revisions(
+    conn: &Connection,
+    streams: &[String],
+) -> Result<Vec<Option<u64>>, EventLogError> {
+    let tx = conn.unchecked_transaction().map_err(read_error)?;
+    let revisions = streams
+        .iter()
+        .map(|stream| stream_revision(&tx, stream))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.finish().map_err(read_error)?;
+    Ok(revisions)
+}
+
 pub fn stream_revision(conn: &Connection, stream: &str) -> Result<Option<u64>, EventLogError> {
     conn.prepare_cached("SELECT MAX(revision) FROM events WHERE stream = ?1")
         .map_err(read_error)?

@@ -41,9 +41,9 @@ pub async fn bundle(
     ctx: &AccessContext,
     request: FhirRequest,
 ) -> Result<FhirResponse, FhirError> {
-    let bundle = match &request.payload {
-        Payload::Bytes(b) => parse_json(b)?,
-        Payload::Json(v) => v.clone(),
+    let mut bundle = match request.payload {
+        Payload::Bytes(ref b) => parse_json(b)?,
+        Payload::Json(v) => v,
         Payload::None => {
             return Err(FhirError::BadRequest(
                 "POST to the base needs a Bundle".into(),
@@ -55,9 +55,9 @@ pub async fn bundle(
             "POST to the base takes a transaction or batch Bundle".into(),
         ));
     }
-    let raw_entries = match bundle.get("entry") {
+    let raw_entries = match bundle.get_mut("entry") {
         None => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Array(a)) => std::mem::take(a),
         Some(_) => {
             return Err(FhirError::BadRequest(
                 "Bundle.entry must be an array".into(),
@@ -201,6 +201,23 @@ async fn transaction(
             .map_err(|e| e.within(&at))?;
         plans[i] = Some(plan);
     }
+    // The current revision of every stream written without ifMatch, asked for all at once
+    // (one read instead of one per entry).
+    let unconditional: Vec<String> = order
+        .iter()
+        .filter_map(|&i| match &plans[i] {
+            Some(Plan::Put {
+                resource_type,
+                id,
+                if_match: None,
+                ..
+            }) => Some(stream_name(resource_type, id)),
+            _ => None,
+        })
+        .collect();
+    let looked_up = app.log.stream_revisions(unconditional.clone()).await?;
+    let revisions: HashMap<String, Option<u64>> =
+        unconditional.into_iter().zip(looked_up).collect();
     // Every id is known: rewrite references to new resources, then validate.
     let now = store::now_ms();
     let correlation = uuid::Uuid::now_v7();
@@ -218,31 +235,24 @@ async fn transaction(
             } => {
                 let mut value = Value::Object(std::mem::take(resource));
                 fhir_rest::rewrite_references(&mut value, &ids);
+                ctx.check(Interaction::Update, Some(resource_type), Some(&value))
+                    .map_err(FhirError::from)?;
+                check_valid(&value).map_err(|e| e.within(&format!("{at}.resource")))?;
                 let Value::Object(map) = value else {
                     unreachable!("rewriting keeps an object")
                 };
-                ctx.check(
-                    Interaction::Update,
-                    Some(resource_type),
-                    Some(&Value::Object(map.clone())),
-                )
-                .map_err(FhirError::from)?;
                 let checked = super::check_replaceable(app, ctx, resource_type, id).await?;
-                check_valid(&map).map_err(|e| e.within(&format!("{at}.resource")))?;
                 let (version, expected) = match super::pinned_write(*if_match, checked, &at)? {
                     Some(pinned) => pinned,
-                    None => match app
-                        .log
-                        .stream_revision(&stream_name(resource_type, id))
-                        .await?
-                    {
-                        Some(rev) => (rev + 2, ExpectedRevision::Exact(rev)),
-                        None => (1, ExpectedRevision::NoStream),
+                    None => match revisions.get(&stream_name(resource_type, id)).copied() {
+                        Some(Some(rev)) => (rev + 2, ExpectedRevision::Exact(rev)),
+                        // Every such stream was looked up above.
+                        _ => (1, ExpectedRevision::NoStream),
                     },
                 };
                 let metadata = store::event_metadata(ctx, correlation, now);
                 let p =
-                    store::prepare_put(map, resource_type, id, version, expected, now, metadata)?;
+                    store::prepare_put(&map, resource_type, id, version, expected, now, metadata)?;
                 (p, if_match.is_some())
             }
             Plan::Delete(current) => {
@@ -337,8 +347,8 @@ async fn plan_entry(
     let route = entry.route.clone().ok_or_else(|| {
         FhirError::NotImplemented("searches inside a transaction are not supported yet".into())
     })?;
-    let resource = || -> Result<Map<String, Value>, FhirError> {
-        match entry.resource.clone() {
+    let mut resource = || -> Result<Map<String, Value>, FhirError> {
+        match entry.resource.take() {
             Some(Value::Object(m)) => Ok(m),
             _ => Err(FhirError::BadRequest("this entry needs a resource".into())),
         }

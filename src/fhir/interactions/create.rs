@@ -48,15 +48,15 @@ pub async fn create(
     }
     let value = serde_json::Value::Object(resource);
     ctx.check(Interaction::Create, Some(resource_type), Some(&value))?;
+    check_valid(&value)?;
     let serde_json::Value::Object(resource) = value else {
         unreachable!("built from an object just above")
     };
-    check_valid(&resource)?;
     let now = store::now_ms();
     let id = store::new_id();
     let metadata = store::event_metadata(ctx, uuid::Uuid::now_v7(), now);
     let prepared = store::prepare_put(
-        resource,
+        &resource,
         resource_type,
         &id,
         1,

@@ -134,11 +134,9 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, FhirError> {
     })
 }
 
-/// Validates a resource about to be written; errors refuse the write.
-pub fn check_valid(resource: &Map<String, Value>) -> Result<(), FhirError> {
-    // The validator takes a Value; wrapping a clone of the map costs less than the validation.
-    let value = Value::Object(resource.clone());
-    let issues = validate_resource(&value);
+/// Validates a resource (an object) about to be written; errors refuse the write.
+pub fn check_valid(resource: &Value) -> Result<(), FhirError> {
+    let issues = validate_resource(resource);
     if has_errors(&issues) {
         Err(FhirError::Invalid(issues))
     } else {

@@ -147,7 +147,12 @@ pub(super) async fn write(
     prefer: Option<Return>,
 ) -> Result<FhirResponse, FhirError> {
     let Pin { if_match, checked } = pin;
+    // Wrapped for the validator and unwrapped again: moves, no copy.
+    let resource = Value::Object(resource);
     check_valid(&resource)?;
+    let Value::Object(resource) = resource else {
+        unreachable!("built from an object just above")
+    };
     if let Some(current) = store::unchanged(app.log.as_ref(), resource_type, id, &resource)
         .await?
         .filter(|current| if_match.is_none_or(|v| v == current.version()))
@@ -192,7 +197,7 @@ pub(super) async fn write(
         let now = store::now_ms();
         let metadata = store::event_metadata(ctx, correlation, now);
         let prepared: PreparedWrite = store::prepare_put(
-            resource.clone(),
+            &resource,
             resource_type,
             id,
             version,

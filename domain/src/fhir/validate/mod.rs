@@ -15,6 +15,7 @@
 //! check digit), and whether references resolve (that needs the store).
 
 mod binding;
+mod location;
 mod primitive;
 mod profile;
 mod structure;

@@ -7,19 +7,26 @@ use crate::fhir::definitions::{PrimitiveDef, PrimitiveJson};
 
 /// Checks a primitive value; returns a message describing the problem, if any.
 pub(super) fn check(def: &PrimitiveDef, value: &Value) -> Option<String> {
-    let name = def.name;
     let text = match (def.json, value) {
         (PrimitiveJson::Boolean, Value::Bool(_)) => return None,
-        (PrimitiveJson::Integer | PrimitiveJson::Decimal, Value::Number(n)) => n.to_string(),
-        (PrimitiveJson::String, Value::String(s)) => s.clone(),
+        // Numbers keep their text as written (arbitrary_precision).
+        (PrimitiveJson::Integer | PrimitiveJson::Decimal, Value::Number(n)) => n.as_str(),
+        (PrimitiveJson::String, Value::String(s)) => s.as_str(),
         _ => {
             return Some(format!(
-                "Expected {} for {name}, found {}",
+                "Expected {} for {}, found {}",
                 expected_json(def.json),
+                def.name,
                 json_kind(value)
             ))
         }
     };
+    check_text(def, text)
+}
+
+/// Checks the text of a primitive already known to have the right JSON kind.
+pub(super) fn check_text(def: &PrimitiveDef, text: &str) -> Option<String> {
+    let name = def.name;
     // FHIR JSON: a primitive is never an empty string (some regexes, like uri's, would allow it).
     if text.is_empty() && def.json == PrimitiveJson::String {
         return Some(format!(
@@ -32,23 +39,23 @@ pub(super) fn check(def: &PrimitiveDef, value: &Value) -> Option<String> {
             .then(|| "Narrative div must be an XHTML <div> element".to_owned());
     }
     if let Some(re) = &def.regex {
-        if !re.is_match(&text) {
+        if !re.is_match(text) {
             return Some(if text.is_empty() {
                 format!("Empty string is not a valid {name} (omit the element instead)")
             } else {
-                format!("'{}' is not a valid {name}", truncate(&text))
+                format!("'{}' is not a valid {name}", truncate(text))
             });
         }
     }
     let problem = match def.json {
         // FHIR integers are 32-bit signed.
         PrimitiveJson::Integer if text.parse::<i32>().is_err() => {
-            format!("{} is out of range for {name} (32-bit)", truncate(&text))
+            format!("{} is out of range for {name} (32-bit)", truncate(text))
         }
         PrimitiveJson::String
-            if matches!(name, "date" | "dateTime" | "instant") && !day_exists(&text) =>
+            if matches!(name, "date" | "dateTime" | "instant") && !day_exists(text) =>
         {
-            format!("'{}' is not a valid {name}: no such day", truncate(&text))
+            format!("'{}' is not a valid {name}: no such day", truncate(text))
         }
         _ => return None,
     };

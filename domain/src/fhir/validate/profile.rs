@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::location::Location;
 use super::{binding, Issue, IssueCode};
 use crate::fhir::invariants;
 use crate::fhir::profiles::{profile, us_core_extension, ProfileNode};
@@ -70,16 +71,16 @@ pub(super) fn check_profile(
         profile: &p.title,
         issues,
     };
-    ctx.children(&p.constraints, resource, resource_type);
+    ctx.children(&p.constraints, resource, &Location::Root(resource_type));
     ctx.invariants(&p.url, resource, resource_type);
 }
 
 /// Checks every use of a US Core extension, anywhere in the resource, against its definition.
 pub(super) fn check_extensions(resource: &Value, resource_type: &str, issues: &mut Vec<Issue>) {
-    walk_extensions(resource, resource_type, issues, 0);
+    walk_extensions(resource, &Location::Root(resource_type), issues, 0);
 }
 
-fn walk_extensions(value: &Value, expr: &str, issues: &mut Vec<Issue>, depth: usize) {
+fn walk_extensions(value: &Value, at: &Location<'_>, issues: &mut Vec<Issue>, depth: usize) {
     // The structural walk already reported anything deeper as too costly.
     if depth > 64 {
         return;
@@ -87,28 +88,29 @@ fn walk_extensions(value: &Value, expr: &str, issues: &mut Vec<Issue>, depth: us
     match value {
         Value::Object(obj) => {
             for (key, child) in obj {
-                let child_expr = format!("{expr}.{key}");
                 if key == "extension" || key == "modifierExtension" {
                     for (i, ext) in child.as_array().into_iter().flatten().enumerate() {
-                        let ext_expr = format!("{child_expr}[{i}]");
+                        let ext_at = at.member(key, Some(i));
                         let url = ext.get("url").and_then(Value::as_str);
                         if let Some(def) = url.and_then(us_core_extension) {
                             let mut ctx = Ctx {
                                 profile: &def.name,
                                 issues,
                             };
-                            ctx.children(&def.constraints, ext, &ext_expr);
+                            ctx.children(&def.constraints, ext, &ext_at);
                         }
-                        walk_extensions(ext, &ext_expr, issues, depth + 1);
+                        walk_extensions(ext, &ext_at, issues, depth + 1);
                     }
-                } else {
-                    walk_extensions(child, &child_expr, issues, depth + 1);
+                } else if matches!(child, Value::Object(_) | Value::Array(_)) {
+                    walk_extensions(child, &at.key(key), issues, depth + 1);
                 }
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                walk_extensions(item, &format!("{expr}[{i}]"), issues, depth + 1);
+                if matches!(item, Value::Object(_) | Value::Array(_)) {
+                    walk_extensions(item, &at.item(i), issues, depth + 1);
+                }
             }
         }
         _ => {}
@@ -116,8 +118,8 @@ fn walk_extensions(value: &Value, expr: &str, issues: &mut Vec<Issue>, depth: us
 }
 
 /// One value found under a profile node, with its JSON key and location.
-struct Located<'v> {
-    expr: String,
+struct Located<'v, 'p> {
+    at: Location<'p>,
     key: &'v str,
     value: &'v Value,
 }
@@ -142,47 +144,51 @@ impl Ctx<'_> {
             let Some(rest) = inv.path.strip_prefix(resource_type) else {
                 continue;
             };
-            let mut values = vec![Located {
-                expr: resource_type.to_owned(),
-                key: "",
-                value: resource,
-            }];
+            // (location, JSON key, value); few, so the locations are written out.
+            let mut values: Vec<(String, &str, &Value)> =
+                vec![(resource_type.to_owned(), "", resource)];
             for seg in rest.split('.').filter(|s| !s.is_empty()) {
                 values = values
                     .iter()
-                    .flat_map(|l| values_of(l.value, seg, &l.expr))
+                    .flat_map(|(expr, _, value)| {
+                        let at = Location::Root(expr);
+                        values_of(value, seg, &at)
+                            .into_iter()
+                            .map(|l| (l.at.to_string(), l.key, l.value))
+                            .collect::<Vec<_>>()
+                    })
                     .collect();
             }
             // For a choice element, the JSON key names the type (`effectiveDateTime`).
             let stem = inv.path.rsplit('.').next().unwrap_or("");
             let stem = stem.strip_suffix("[x]");
-            for v in &values {
-                let choice = stem.and_then(|s| v.key.strip_prefix(s));
-                if let Ok(Some(false)) = inv.compiled.check(v.value, choice, resource, resource) {
+            for (expr, key, value) in &values {
+                let choice = stem.and_then(|s| key.strip_prefix(s));
+                if let Ok(Some(false)) = inv.compiled.check(value, choice, resource, resource) {
                     let message = format!("{}: {} ({})", inv.key, inv.human, self.profile);
                     self.issues.push(if inv.severity == "error" {
-                        Issue::error(IssueCode::Invariant, v.expr.clone(), message)
+                        Issue::error(IssueCode::Invariant, expr.clone(), message)
                     } else {
-                        Issue::warning(IssueCode::Invariant, v.expr.clone(), message)
+                        Issue::warning(IssueCode::Invariant, expr.clone(), message)
                     });
                 }
             }
         }
     }
 
-    /// Applies `node`'s children to one instance (an object) at `expr`.
-    fn children(&mut self, node: &ProfileNode, instance: &Value, expr: &str) {
+    /// Applies `node`'s children to one instance (an object) at `at`.
+    fn children(&mut self, node: &ProfileNode, instance: &Value, at: &Location<'_>) {
         let Value::Object(_) = instance else { return };
         for child in &node.children {
-            let values = values_of(instance, &child.name, expr);
-            self.node(child, &values, expr);
+            let values = values_of(instance, &child.name, at);
+            self.node(child, &values, at);
         }
     }
 
     /// Applies `node` to all the values it names under one parent.
-    fn node(&mut self, node: &ProfileNode, values: &[Located<'_>], parent_expr: &str) {
+    fn node(&mut self, node: &ProfileNode, values: &[Located<'_, '_>], parent: &Location<'_>) {
         let shown = node.name.trim_end_matches("[x]");
-        let at = format!("{parent_expr}.{shown}");
+        let at = parent.key(shown);
         if (values.len() as u64) < u64::from(node.min) {
             let message = if values.is_empty() {
                 format!("Missing required element '{}'", node.name)
@@ -194,7 +200,7 @@ impl Ctx<'_> {
                     values.len()
                 )
             };
-            self.error(IssueCode::Required, at.clone(), message);
+            self.error(IssueCode::Required, at.to_string(), message);
         }
         if !node.max.allows(values.len()) {
             let message = if node.max == crate::fhir::definitions::Max::Bounded(0) {
@@ -207,7 +213,7 @@ impl Ctx<'_> {
                     values.len()
                 )
             };
-            self.error(IssueCode::Structure, at.clone(), message);
+            self.error(IssueCode::Structure, at.to_string(), message);
         }
         for v in values {
             if !node.types.is_empty() {
@@ -220,7 +226,7 @@ impl Ctx<'_> {
                 if !node.types.iter().any(|t| capitalized_eq(t, suffix)) {
                     self.error(
                         IssueCode::Structure,
-                        v.expr.clone(),
+                        v.at.to_string(),
                         format!(
                             "Type {suffix} is not allowed for '{}'; allowed: {}",
                             node.name,
@@ -233,7 +239,7 @@ impl Ctx<'_> {
                 if v.value != fixed {
                     self.error(
                         IssueCode::Value,
-                        v.expr.clone(),
+                        v.at.to_string(),
                         format!("Value must be exactly {fixed}"),
                     );
                 }
@@ -242,25 +248,25 @@ impl Ctx<'_> {
                 if !matches_pattern(v.value, pattern) {
                     self.error(
                         IssueCode::Value,
-                        v.expr.clone(),
+                        v.at.to_string(),
                         format!("Value must match the pattern {pattern}"),
                     );
                 }
             }
             if let Some(vs) = &node.binding {
                 if let Some(message) = binding::check(vs, v.value) {
-                    self.error(IssueCode::CodeInvalid, v.expr.clone(), message);
+                    self.error(IssueCode::CodeInvalid, v.at.to_string(), message);
                 }
             }
-            self.children(node, v.value, &v.expr);
+            self.children(node, v.value, &v.at);
         }
         for slice in &node.slices {
-            let members: Vec<&Located<'_>> =
+            let members: Vec<&Located<'_, '_>> =
                 values.iter().filter(|v| in_slice(slice, v.value)).collect();
             if (members.len() as u64) < u64::from(slice.min) {
                 self.error(
                     IssueCode::Required,
-                    at.clone(),
+                    at.to_string(),
                     format!(
                         "'{}' needs at least {} item(s) matching slice '{}' ({})",
                         node.name,
@@ -273,7 +279,7 @@ impl Ctx<'_> {
             if !slice.max.allows(members.len()) {
                 self.error(
                     IssueCode::Structure,
-                    at.clone(),
+                    at.to_string(),
                     format!(
                         "'{}' allows at most {} item(s) in slice '{}', found {}",
                         node.name,
@@ -284,7 +290,7 @@ impl Ctx<'_> {
                 );
             }
             for member in members {
-                self.children(slice, member.value, &member.expr);
+                self.children(slice, member.value, &member.at);
             }
         }
     }
@@ -303,9 +309,22 @@ fn capitalized_eq(code: &str, suffix: &str) -> bool {
 /// The values of `name` in `instance` with their locations; `value[x]` matches any `valueFoo`.
 /// Arrays are flattened; nulls (placeholders in primitive arrays) are skipped, and a primitive
 /// that has only extensions (`_questionnaire`) counts as present.
-fn values_of<'v>(instance: &'v Value, name: &str, expr: &str) -> Vec<Located<'v>> {
+fn values_of<'v: 'p, 'p>(
+    instance: &'v Value,
+    name: &str,
+    at: &'p Location<'p>,
+) -> Vec<Located<'v, 'p>> {
     let Value::Object(obj) = instance else {
         return Vec::new();
+    };
+    // Most objects have no `_name` twins; then no lookup for them is needed.
+    let has_twins = obj.keys().any(|k| k.starts_with('_'));
+    let twin = |key: &str| {
+        if has_twins {
+            obj.get_key_value(&format!("_{key}"))
+        } else {
+            None
+        }
     };
     let mut out = Vec::new();
     let choice_stem = name.strip_suffix("[x]");
@@ -320,19 +339,20 @@ fn values_of<'v>(instance: &'v Value, name: &str, expr: &str) -> Vec<Located<'v>
         if !matches {
             continue;
         }
-        let twin = obj.get(&format!("_{key}"));
         match value {
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
                     if !v.is_null() {
                         out.push(Located {
-                            expr: format!("{expr}.{key}[{i}]"),
+                            at: at.member(key, Some(i)),
                             key,
                             value: v,
                         });
-                    } else if let Some(t) = twin.and_then(|t| t.get(i)).filter(|t| !t.is_null()) {
+                    } else if let Some((twin_key, t)) =
+                        twin(key).and_then(|(k, t)| Some((k, t.get(i).filter(|t| !t.is_null())?)))
+                    {
                         out.push(Located {
-                            expr: format!("{expr}._{key}[{i}]"),
+                            at: at.member(twin_key, Some(i)),
                             key,
                             value: t,
                         });
@@ -341,31 +361,30 @@ fn values_of<'v>(instance: &'v Value, name: &str, expr: &str) -> Vec<Located<'v>
             }
             Value::Null => {}
             v => out.push(Located {
-                expr: format!("{expr}.{key}"),
+                at: at.key(key),
                 key,
                 value: v,
             }),
         }
     }
     if choice_stem.is_none() && !obj.contains_key(name) {
-        if let Some((key, twin)) = obj.get_key_value(&format!("_{name}")) {
-            let items: Vec<(Option<usize>, &Value)> = match twin {
-                Value::Array(items) => items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (Some(i), v))
-                    .collect(),
-                v => vec![(None, v)],
-            };
-            for (i, v) in items.into_iter().filter(|(_, v)| !v.is_null()) {
-                out.push(Located {
-                    expr: match i {
-                        Some(i) => format!("{expr}.{key}[{i}]"),
-                        None => format!("{expr}.{key}"),
-                    },
+        if let Some((key, twin)) = twin(name) {
+            match twin {
+                Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate().filter(|(_, v)| !v.is_null()) {
+                        out.push(Located {
+                            at: at.member(key, Some(i)),
+                            key,
+                            value: v,
+                        });
+                    }
+                }
+                Value::Null => {}
+                v => out.push(Located {
+                    at: at.key(key),
                     key,
                     value: v,
-                });
+                }),
             }
         }
     }
@@ -379,11 +398,12 @@ fn in_slice(slice: &ProfileNode, value: &Value) -> bool {
     }
     !slice.tests.is_empty()
         && slice.tests.iter().all(|(path, expected)| {
+            let nowhere = Location::Root("");
             let mut current = vec![value];
             for seg in path.split('.').filter(|s| !s.is_empty()) {
                 current = current
                     .into_iter()
-                    .flat_map(|v| values_of(v, seg, "").into_iter().map(|l| l.value))
+                    .flat_map(|v| values_of(v, seg, &nowhere).into_iter().map(|l| l.value))
                     .collect();
             }
             current.into_iter().any(|v| matches_pattern(v, expected))
@@ -444,9 +464,10 @@ mod tests {
     #[test]
     fn choice_names_match_any_type() {
         let obs = json!({"valueQuantity": {"value": 1}, "value": 2, "valueless": 3});
-        let v = values_of(&obs, "value[x]", "Observation");
+        let root = Location::Root("Observation");
+        let v = values_of(&obs, "value[x]", &root);
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].expr, "Observation.valueQuantity");
+        assert_eq!(v[0].at.to_string(), "Observation.valueQuantity");
         assert_eq!(v[0].key, "valueQuantity");
     }
 }

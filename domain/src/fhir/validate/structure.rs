@@ -1,10 +1,11 @@
 //! Base FHIR R4 structure: resource type, element names, cardinality, JSON shapes, data types,
 //! choice types, primitive extensions (`_birthDate`), references, contained resources, extensions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+use super::location::Location;
 use super::{binding, primitive, Issue, IssueCode, ValidationOptions};
 use crate::fhir::definitions::{definitions, Definitions, ElementDef, TypeDef, TypeKind, TypeRef};
 use crate::fhir::invariants;
@@ -52,19 +53,19 @@ impl<'v> Walker<'_, 'v> {
         self.issues.push(Issue::error(code, expr, message));
     }
 
-    /// `expr` is the location of the resource (None at the root: the type name is the location).
+    /// `at` is the location of the resource (None at the root: the type name is the location).
     fn resource(
         &mut self,
         value: &'v Value,
-        expr: Option<&str>,
+        at: Option<&Location<'_>>,
         depth: usize,
         position: Position,
     ) -> Option<&'v str> {
-        let here = expr.unwrap_or("");
+        let here = || at.map(ToString::to_string).unwrap_or_default();
         let Value::Object(obj) = value else {
             self.push(
                 IssueCode::Invalid,
-                here,
+                here(),
                 format!(
                     "A resource must be a JSON object, found {}",
                     primitive::json_kind(value)
@@ -73,13 +74,13 @@ impl<'v> Walker<'_, 'v> {
             return None;
         };
         let Some(rt) = obj.get("resourceType") else {
-            self.push(IssueCode::Required, here, "Missing resourceType");
+            self.push(IssueCode::Required, here(), "Missing resourceType");
             return None;
         };
         let Some(rt) = rt.as_str() else {
             self.push(
                 IssueCode::Structure,
-                format!("{here}.resourceType").trim_start_matches('.'),
+                format!("{}.resourceType", here()).trim_start_matches('.'),
                 "resourceType must be a string",
             );
             return None;
@@ -89,6 +90,7 @@ impl<'v> Walker<'_, 'v> {
             .type_def(rt)
             .filter(|t| t.kind == TypeKind::Resource && !t.is_abstract)
         else {
+            let here = here();
             self.push(
                 IssueCode::NotSupported,
                 if here.is_empty() {
@@ -100,17 +102,18 @@ impl<'v> Walker<'_, 'v> {
             );
             return None;
         };
-        let expr = expr.map(str::to_owned).unwrap_or_else(|| rt.to_owned());
+        let root = Location::Root(rt);
+        let at = at.unwrap_or(&root);
         if depth > MAX_DEPTH {
             self.push(
                 IssueCode::TooCostly,
-                &expr,
+                at.to_string(),
                 "Resource is nested too deeply to validate",
             );
             return Some(rt);
         }
         if position == Position::Contained {
-            self.contained_rules(obj, &expr);
+            self.contained_rules(obj, at);
         }
         let ids = obj
             .get("contained")
@@ -126,18 +129,18 @@ impl<'v> Walker<'_, 'v> {
             _ => value,
         };
         self.resources.push((value, root));
-        self.object(value, obj, td, rt, &expr, depth + 1, true);
+        self.object(value, obj, td, rt, at, depth + 1, true);
         self.resources.pop();
         self.contained_ids.pop();
         if position != Position::Contained {
-            self.contained_are_referenced(obj, &expr);
+            self.contained_are_referenced(obj, at);
         }
         Some(rt)
     }
 
     /// dom-3: each contained resource is referenced from elsewhere in the resource (or refers
     /// to its container with `#`).
-    fn contained_are_referenced(&mut self, obj: &Map<String, Value>, expr: &str) {
+    fn contained_are_referenced(&mut self, obj: &Map<String, Value>, at: &Location<'_>) {
         let Some(contained) = obj.get("contained").and_then(Value::as_array) else {
             return;
         };
@@ -154,7 +157,7 @@ impl<'v> Walker<'_, 'v> {
             if !local_refs.contains(id) && !own.contains("") {
                 self.push(
                     IssueCode::Invariant,
-                    format!("{expr}.contained[{i}]"),
+                    at.member("contained", Some(i)).to_string(),
                     format!(
                         "dom-3: contained resource '{}' is not referenced from the resource",
                         primitive::truncate(id)
@@ -165,11 +168,11 @@ impl<'v> Walker<'_, 'v> {
     }
 
     /// dom-2, dom-4, dom-5 and the need for an id to be referenced.
-    fn contained_rules(&mut self, obj: &Map<String, Value>, expr: &str) {
+    fn contained_rules(&mut self, obj: &Map<String, Value>, at: &Location<'_>) {
         if obj.contains_key("contained") {
             self.push(
                 IssueCode::Invariant,
-                expr,
+                at.to_string(),
                 "dom-2: a contained resource must not contain resources",
             );
         }
@@ -177,14 +180,14 @@ impl<'v> Walker<'_, 'v> {
             if meta.contains_key("versionId") || meta.contains_key("lastUpdated") {
                 self.push(
                     IssueCode::Invariant,
-                    format!("{expr}.meta"),
+                    at.key("meta").to_string(),
                     "dom-4: a contained resource must not have meta.versionId or meta.lastUpdated",
                 );
             }
             if meta.contains_key("security") {
                 self.push(
                     IssueCode::Invariant,
-                    format!("{expr}.meta"),
+                    at.key("meta").to_string(),
                     "dom-5: a contained resource must not have security labels",
                 );
             }
@@ -192,7 +195,7 @@ impl<'v> Walker<'_, 'v> {
         if !obj.contains_key("id") {
             self.push(
                 IssueCode::Required,
-                format!("{expr}.id"),
+                at.key("id").to_string(),
                 "A contained resource must have an id to be referenced",
             );
         }
@@ -206,14 +209,14 @@ impl<'v> Walker<'_, 'v> {
         obj: &'v Map<String, Value>,
         td: &'static TypeDef,
         path: &str,
-        expr: &str,
+        at: &Location<'_>,
         depth: usize,
         is_resource_root: bool,
     ) {
         if depth > MAX_DEPTH {
             self.push(
                 IssueCode::TooCostly,
-                expr,
+                at.to_string(),
                 "Element is nested too deeply to validate",
             );
             return;
@@ -224,13 +227,18 @@ impl<'v> Walker<'_, 'v> {
         {
             self.push(
                 IssueCode::Invariant,
-                expr,
+                at.to_string(),
                 "ele-1: an element must have a value or children; empty objects are not allowed",
             );
             return;
         }
-        let mut present: HashSet<&str> = HashSet::new();
-        let mut choice_used: HashMap<&str, &str> = HashMap::new();
+        let children = td.children(path);
+        // Both bounded by the number of children `path` defines, however large the object;
+        // elements are compared by address (one table holds them all).
+        let mut present: Vec<&ElementDef> = Vec::new();
+        let mut choice_used: Vec<(&ElementDef, &str)> = Vec::new();
+        // Most objects have no `_name` twins; then no lookup for them is needed.
+        let has_twins = obj.keys().any(|k| k.starts_with('_'));
         for (key, value) in obj {
             if is_resource_root && key == "resourceType" {
                 continue;
@@ -239,33 +247,31 @@ impl<'v> Walker<'_, 'v> {
                 Some(rest) => (true, rest),
                 None => (false, key.as_str()),
             };
-            let child = format!("{expr}.{key}");
-            let Some((el, ty)) = find_element(td, path, name) else {
+            let child = at.key(key);
+            let Some((el, ty)) = children.and_then(|c| c.named(name)) else {
                 self.push(
                     IssueCode::Structure,
-                    &child,
+                    child.to_string(),
                     format!("Unknown element '{}'", primitive::truncate(key)),
                 );
                 continue;
             };
-            present.insert(el.name);
+            if !present.iter().any(|p| std::ptr::eq(*p, el)) {
+                present.push(el);
+            }
             // A choice element takes exactly one of its types.
             if el.is_choice() {
-                match choice_used.get(el.name) {
-                    Some(first) if *first != name => {
-                        self.push(
-                            IssueCode::Structure,
-                            &child,
-                            format!(
-                                "Only one type of '{}' is allowed; '{first}' is already present",
-                                el.name
-                            ),
+                match choice_used.iter().find(|(e, _)| std::ptr::eq(*e, el)) {
+                    Some((_, first)) if *first != name => {
+                        let message = format!(
+                            "Only one type of '{}' is allowed; '{first}' is already present",
+                            el.name
                         );
+                        self.push(IssueCode::Structure, child.to_string(), message);
                         continue;
                     }
-                    _ => {
-                        choice_used.insert(el.name, name);
-                    }
+                    Some(_) => {}
+                    None => choice_used.push((el, name)),
                 }
             }
             // Resource.id is typed string in the R4 snapshot, but a logical id has the id format.
@@ -278,7 +284,7 @@ impl<'v> Walker<'_, 'v> {
             if is_extension_part && !is_primitive {
                 self.push(
                     IssueCode::Structure,
-                    &child,
+                    child.to_string(),
                     format!(
                         "'{key}' is only allowed for primitive elements; '{name}' is not primitive"
                     ),
@@ -288,15 +294,17 @@ impl<'v> Walker<'_, 'v> {
             // The parallel array of the other half (`given` vs `_given`) makes null items legal.
             let sibling = if is_extension_part {
                 obj.get(name)
-            } else {
+            } else if has_twins {
                 obj.get(&format!("_{name}"))
+            } else {
+                None
             };
-            let items: Vec<(Option<usize>, &Value)> = match value {
+            let (items, indexed): (&'v [Value], bool) = match value {
                 Value::Array(arr) => {
                     if !el.max.is_repeating() {
                         self.push(
                             IssueCode::Structure,
-                            &child,
+                            child.to_string(),
                             format!(
                                 "'{name}' has max cardinality {}, it must not be an array",
                                 el.max
@@ -307,7 +315,7 @@ impl<'v> Walker<'_, 'v> {
                     if arr.is_empty() {
                         self.push(
                             IssueCode::Structure,
-                            &child,
+                            child.to_string(),
                             "Arrays must not be empty; omit the element instead",
                         );
                         continue;
@@ -316,7 +324,7 @@ impl<'v> Walker<'_, 'v> {
                         if other.len() != arr.len() {
                             self.push(
                                 IssueCode::Structure,
-                                &child,
+                                child.to_string(),
                                 format!(
                                     "'{name}' and '_{name}' must have the same number of items"
                                 ),
@@ -327,65 +335,59 @@ impl<'v> Walker<'_, 'v> {
                     if !el.max.allows(non_null) {
                         self.push(
                             IssueCode::Structure,
-                            &child,
+                            child.to_string(),
                             format!("'{name}' allows at most {} items, found {non_null}", el.max),
                         );
                     }
-                    arr.iter().enumerate().map(|(i, v)| (Some(i), v)).collect()
+                    (arr.as_slice(), true)
                 }
                 _ if el.max.is_repeating() => {
                     self.push(
                         IssueCode::Structure,
-                        &child,
+                        child.to_string(),
                         format!("'{name}' repeats (max {}), it must be an array", el.max),
                     );
                     continue;
                 }
-                single => vec![(None, single)],
+                single => (std::slice::from_ref(single), false),
             };
-            for (index, item) in items {
-                let item_expr = match index {
-                    Some(i) => format!("{child}[{i}]"),
-                    None => child.clone(),
-                };
+            for (i, item) in items.iter().enumerate() {
+                let index = indexed.then_some(i);
+                let item_at = at.member(key, index);
                 if item.is_null() {
                     let paired = is_primitive
                         && index.is_some_and(|i| {
                             matches!(sibling, Some(Value::Array(other)) if other.get(i).is_some_and(|o| !o.is_null()))
                         });
                     if !paired {
-                        self.push(IssueCode::Structure, &item_expr, "null is only allowed in a primitive array paired with a value in its '_' twin");
+                        self.push(IssueCode::Structure, item_at.to_string(), "null is only allowed in a primitive array paired with a value in its '_' twin");
                     }
                     continue;
                 }
                 if is_extension_part {
-                    self.primitive_extension(item, &item_expr, depth);
+                    self.primitive_extension(item, &item_at, depth);
                 } else {
-                    self.value(td, el, ty, ty_code, item, &item_expr, depth);
+                    self.value(td, el, ty, ty_code, item, &item_at, depth);
                 }
             }
         }
         // Required elements of this object.
-        for el in td.children_of(path) {
-            if el.min > 0 && !present.contains(el.name) {
+        for el in children.iter().flat_map(|c| c.required()) {
+            if !present.iter().any(|p| std::ptr::eq(*p, el)) {
                 let message = if el.is_choice() {
                     format!("Missing required element '{}' (one of its types)", el.name)
                 } else {
                     format!("Missing required element '{}'", el.name)
                 };
-                self.push(
-                    IssueCode::Required,
-                    format!("{expr}.{}", el.stem()),
-                    message,
-                );
+                self.push(IssueCode::Required, at.key(el.stem()).to_string(), message);
             }
         }
-        self.invariants(path, value, expr);
+        self.invariants(path, value, at);
     }
 
     /// The base invariants defined on `path` (`Observation`, `Observation.component`, `Period`),
     /// evaluated with this object as `$this`. One that cannot be evaluated is skipped.
-    fn invariants(&mut self, path: &str, value: &'v Value, expr: &str) {
+    fn invariants(&mut self, path: &str, value: &'v Value, at: &Location<'_>) {
         if !self.options.base_invariants {
             return;
         }
@@ -400,7 +402,7 @@ impl<'v> Walker<'_, 'v> {
             if let Ok(Some(false)) = inv.compiled.check(value, None, resource, root) {
                 self.push(
                     IssueCode::Invariant,
-                    expr,
+                    at.to_string(),
                     format!("{}: {}", inv.key, inv.human),
                 );
             }
@@ -408,11 +410,11 @@ impl<'v> Walker<'_, 'v> {
     }
 
     /// `_name`: the id/extension of a primitive value.
-    fn primitive_extension(&mut self, item: &'v Value, expr: &str, depth: usize) {
+    fn primitive_extension(&mut self, item: &'v Value, at: &Location<'_>, depth: usize) {
         let Value::Object(obj) = item else {
             self.push(
                 IssueCode::Structure,
-                expr,
+                at.to_string(),
                 format!(
                     "Expected an object with id/extension, found {}",
                     primitive::json_kind(item)
@@ -421,7 +423,7 @@ impl<'v> Walker<'_, 'v> {
             return;
         };
         if let Some(element) = self.defs.type_def("Element") {
-            self.object(item, obj, element, "Element", expr, depth + 1, false);
+            self.object(item, obj, element, "Element", at, depth + 1, false);
         }
     }
 
@@ -433,12 +435,12 @@ impl<'v> Walker<'_, 'v> {
         ty: Option<&TypeRef>,
         ty_code: Option<&str>,
         item: &'v Value,
-        expr: &str,
+        at: &Location<'_>,
         depth: usize,
     ) {
         if let Some(target) = &el.content_reference {
             // Recursive structures (Questionnaire.item.item): the referenced element's children apply.
-            self.nested_object(item, td, target, expr, depth);
+            self.nested_object(item, td, target, at, depth);
             return;
         }
         let Some(code) = ty_code else { return };
@@ -452,7 +454,7 @@ impl<'v> Walker<'_, 'v> {
                     } else {
                         IssueCode::Structure
                     };
-                self.push(issue_code, expr, message);
+                self.push(issue_code, at.to_string(), message);
                 return;
             }
         } else if code == "Resource" {
@@ -461,26 +463,26 @@ impl<'v> Walker<'_, 'v> {
             } else {
                 Position::Inline
             };
-            self.resource(item, Some(expr), depth + 1, position);
+            self.resource(item, Some(at), depth + 1, position);
             return;
         } else if td.children_of(el.path).next().is_some() {
             // BackboneElement / Element defined inline in this type.
-            self.nested_object(item, td, el.path, expr, depth);
+            self.nested_object(item, td, el.path, at, depth);
         } else if let Some(datatype) = self.defs.type_def(code) {
-            if !self.nested_object(item, datatype, code, expr, depth) {
+            if !self.nested_object(item, datatype, code, at, depth) {
                 return;
             }
             match code {
                 "Reference" => {
-                    self.reference(item, ty.map(|t| t.targets.as_slice()).unwrap_or(&[]), expr)
+                    self.reference(item, ty.map(|t| t.targets.as_slice()).unwrap_or(&[]), at)
                 }
-                "Extension" => self.extension(item, expr),
+                "Extension" => self.extension(item, at),
                 _ => {}
             }
         }
         if let Some(vs) = &el.required_binding {
             if let Some(message) = binding::check(vs, item) {
-                self.push(IssueCode::CodeInvalid, expr, message);
+                self.push(IssueCode::CodeInvalid, at.to_string(), message);
             }
         }
     }
@@ -491,18 +493,18 @@ impl<'v> Walker<'_, 'v> {
         item: &'v Value,
         td: &'static TypeDef,
         path: &str,
-        expr: &str,
+        at: &Location<'_>,
         depth: usize,
     ) -> bool {
         match item {
             Value::Object(obj) => {
-                self.object(item, obj, td, path, expr, depth + 1, false);
+                self.object(item, obj, td, path, at, depth + 1, false);
                 true
             }
             other => {
                 self.push(
                     IssueCode::Structure,
-                    expr,
+                    at.to_string(),
                     // `path` names the datatype (`CodeableConcept`) or the backbone element
                     // (`MedicationRequest.dispenseRequest`).
                     format!(
@@ -516,12 +518,12 @@ impl<'v> Walker<'_, 'v> {
     }
 
     /// Reference.reference format and target type.
-    fn reference(&mut self, item: &Value, targets: &[&str], expr: &str) {
+    fn reference(&mut self, item: &Value, targets: &[&str], at: &Location<'_>) {
         let Some(reference) = item.get("reference").and_then(Value::as_str) else {
             return;
         };
-        let ref_expr = format!("{expr}.reference");
-        let shown = primitive::truncate(reference);
+        let ref_at = || at.key("reference").to_string();
+        let shown = || primitive::truncate(reference);
         if let Some(local) = reference.strip_prefix('#') {
             // "#" alone points from a contained resource to its container.
             let known =
@@ -529,9 +531,10 @@ impl<'v> Walker<'_, 'v> {
             if !known {
                 self.push(
                     IssueCode::Invariant,
-                    &ref_expr,
+                    ref_at(),
                     format!(
-                        "ref-1: local reference '{shown}' does not match a contained resource id"
+                        "ref-1: local reference '{}' does not match a contained resource id",
+                        shown()
                     ),
                 );
             }
@@ -544,11 +547,11 @@ impl<'v> Walker<'_, 'v> {
                 "oid"
             };
             if let Some(p) = self.defs.primitive(kind) {
-                if primitive::check(p, &Value::String(reference.to_owned())).is_some() {
+                if primitive::check_text(p, reference).is_some() {
                     self.push(
                         IssueCode::Value,
-                        &ref_expr,
-                        format!("'{shown}' is not a valid {kind} reference"),
+                        ref_at(),
+                        format!("'{}' is not a valid {kind} reference", shown()),
                     );
                 }
             }
@@ -569,28 +572,35 @@ impl<'v> Walker<'_, 'v> {
             if !crate::fhir::definitions::is_resource_type(t) {
                 self.push(
                     IssueCode::Value,
-                    &ref_expr,
-                    format!("Conditional reference '{shown}' names an unknown resource type"),
+                    ref_at(),
+                    format!(
+                        "Conditional reference '{}' names an unknown resource type",
+                        shown()
+                    ),
                 );
                 return;
             }
             Some(t)
         } else {
-            let parts: Vec<&str> = reference.split('/').collect();
-            let (t, id, version) = match parts.as_slice() {
-                [t, id] => (*t, *id, None),
-                [t, id, "_history", v] => (*t, *id, Some(*v)),
-                _ => {
-                    self.push(IssueCode::Value, &ref_expr, format!("'{shown}' is not a valid reference: expected 'Type/id', an absolute URL, 'urn:uuid:...' or '#id'"));
-                    return;
+            let mut parts = reference.split('/');
+            let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(t), Some(id), None, _) => Some((t, id, None)),
+                (Some(t), Some(id), Some("_history"), Some(v)) if parts.next().is_none() => {
+                    Some((t, id, Some(v)))
                 }
+                _ => None,
+            };
+            let Some((t, id, version)) = parsed else {
+                self.push(IssueCode::Value, ref_at(), format!("'{}' is not a valid reference: expected 'Type/id', an absolute URL, 'urn:uuid:...' or '#id'", shown()));
+                return;
             };
             if !crate::fhir::definitions::is_resource_type(t) {
                 self.push(
                     IssueCode::Value,
-                    &ref_expr,
+                    ref_at(),
                     format!(
-                        "Reference '{shown}' names an unknown resource type '{}'",
+                        "Reference '{}' names an unknown resource type '{}'",
+                        shown(),
                         primitive::truncate(t)
                     ),
                 );
@@ -599,13 +609,13 @@ impl<'v> Walker<'_, 'v> {
             let id_ok = |s: &str| {
                 self.defs
                     .primitive("id")
-                    .is_some_and(|p| primitive::check(p, &Value::String(s.to_owned())).is_none())
+                    .is_some_and(|p| primitive::check_text(p, s).is_none())
             };
             if !id_ok(id) || version.is_some_and(|v| !id_ok(v)) {
                 self.push(
                     IssueCode::Value,
-                    &ref_expr,
-                    format!("Reference '{shown}' has an invalid id"),
+                    ref_at(),
+                    format!("Reference '{}' has an invalid id", shown()),
                 );
                 return;
             }
@@ -616,7 +626,7 @@ impl<'v> Walker<'_, 'v> {
         if !open && !targets.contains(&type_name) {
             self.push(
                 IssueCode::Value,
-                &ref_expr,
+                ref_at(),
                 format!(
                     "Reference to {type_name} is not allowed here; allowed targets: {}",
                     targets.join(", ")
@@ -625,20 +635,20 @@ impl<'v> Walker<'_, 'v> {
         }
         if let Some(declared) = item.get("type").and_then(Value::as_str) {
             if declared != type_name && crate::fhir::definitions::is_resource_type(declared) {
-                self.push(IssueCode::Value, format!("{expr}.type"), format!("Reference.type '{declared}' does not match the referenced type {type_name}"));
+                self.push(IssueCode::Value, at.key("type").to_string(), format!("Reference.type '{declared}' does not match the referenced type {type_name}"));
             }
         }
     }
 
     /// ext-1: an extension has either a value or nested extensions, not both.
-    fn extension(&mut self, item: &Value, expr: &str) {
+    fn extension(&mut self, item: &Value, at: &Location<'_>) {
         let Some(obj) = item.as_object() else { return };
         let has_value = obj.keys().any(|k| k.starts_with("value"));
         let has_nested = obj.contains_key("extension");
         if has_value == has_nested {
             self.push(
                 IssueCode::Invariant,
-                expr,
+                at.to_string(),
                 "ext-1: an extension must have either extensions or a value[x], not both",
             );
         }
@@ -670,23 +680,6 @@ fn collect_local_references(value: &Value, out: &mut HashSet<String>, depth: usi
         }
         _ => {}
     }
-}
-
-/// The element named `key` under `path`, and for a choice element the type its name selects.
-fn find_element<'t>(
-    td: &'t TypeDef,
-    path: &str,
-    key: &str,
-) -> Option<(&'t ElementDef, Option<&'t TypeRef>)> {
-    td.children_of(path).find_map(|e| {
-        if e.is_choice() {
-            e.choice_type(key).map(|t| (e, Some(t)))
-        } else if e.name == key {
-            Some((e, e.types.first()))
-        } else {
-            None
-        }
-    })
 }
 
 fn same_json_kind(p: &crate::fhir::definitions::PrimitiveDef, v: &Value) -> bool {
