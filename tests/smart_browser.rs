@@ -174,6 +174,18 @@ impl<'a> Browser<'a> {
             )
             .await;
     }
+    /// The page source once it contains `text` (a click does not wait for the navigation it
+    /// starts), or as it is after 15 s.
+    async fn source_containing(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let source = self.source().await;
+            if source.contains(text) || std::time::Instant::now() > deadline {
+                return source;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     async fn source(&self) -> String {
         self.driver
             .call(
@@ -248,7 +260,7 @@ async fn a_patient_signs_in_and_grants_part_of_the_request_in_chromium() {
     browser.type_into("#username", "dana").await;
     browser.type_into("#password", "password-123").await;
     browser.click("button[type=submit]").await;
-    let consent = browser.source().await;
+    let consent = browser.source_containing("Browser app").await;
     assert!(consent.contains("Browser app"), "{consent}");
     // Untick Condition entirely; untick all Observations but choose laboratory only.
     browser.click("input[value='patient/Condition.rs']").await;
