@@ -155,7 +155,7 @@ async fn a_projection_with_a_commit_interval_commits_seldom_but_at_once_for_a_wa
         )
         .await
         .unwrap();
-    // The first event after a quiet minute is committed at once.
+    // A request waiting for the first event gets it committed at once.
     handle
         .wait_for(first.position, Duration::from_secs(5))
         .await
