@@ -941,3 +941,69 @@ async fn patch_applies_a_json_patch_as_a_new_version_or_changes_nothing() {
         .unwrap();
     assert_eq!(history["entry"].as_array().unwrap().len(), 3);
 }
+
+/// A read takes `_summary` and `_elements` as a search does: the subset, marked SUBSETTED,
+/// with the same version headers; `_summary=count` means nothing for one resource (400).
+#[tokio::test]
+async fn a_read_returns_the_summary_or_the_elements_asked_for() {
+    let server = Server::start();
+    let client = authorized_client(&server).await;
+    let mut p = patient("Subset");
+    p["photo"] = json!([{"contentType": "image/png", "data": "AAAA"}]);
+    p["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Ada</div>"});
+    let (id, _) = create(&client, &server, &p).await;
+    let read = |query: &'static str| {
+        let client = client.clone();
+        let url = server.url(&format!("/fhir/r4/Patient/{id}?{query}"));
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let subsetted = |body: &Value| {
+        body["meta"]["tag"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["code"] == "SUBSETTED"))
+    };
+
+    let r = read("_summary=true").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["etag"], "W/\"1\"");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body.get("name").is_some() && body.get("birthDate").is_some(),
+        "{body}"
+    );
+    assert!(
+        body.get("photo").is_none() && body.get("text").is_none(),
+        "{body}"
+    );
+    assert!(subsetted(&body), "{body}");
+
+    let body: Value = read("_elements=gender,birthDate")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["birthDate", "gender", "id", "meta", "resourceType"],
+        "{body}"
+    );
+    assert!(subsetted(&body));
+
+    let body: Value = read("_summary=text").await.json().await.unwrap();
+    assert!(
+        body.get("text").is_some() && body.get("name").is_none(),
+        "{body}"
+    );
+
+    let body: Value = read("_summary=false").await.json().await.unwrap();
+    assert!(body.get("photo").is_some() && !subsetted(&body), "{body}");
+
+    assert_outcome(read("_summary=count").await, StatusCode::BAD_REQUEST).await;
+}

@@ -183,6 +183,74 @@ pub enum SummaryMode {
     False,
 }
 
+impl SummaryMode {
+    /// `_summary`'s value; `None` for anything FHIR does not define.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "true" => SummaryMode::True,
+            "text" => SummaryMode::Text,
+            "data" => SummaryMode::Data,
+            "count" => SummaryMode::Count,
+            "false" => SummaryMode::False,
+            _ => return None,
+        })
+    }
+}
+
+/// `_elements`' value: the element names, trimmed, without empty ones.
+pub fn parse_elements(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+}
+
+/// The part of `resource` (of `resource_type`) that `_summary` / `_elements` ask for, tagged
+/// `SUBSETTED` as FHIR requires; `None` when they ask for the whole resource. `resourceType`,
+/// `id` and `meta` always stay; `_elements` names top-level elements and wins over `_summary`.
+pub fn subset(
+    resource_type: &str,
+    resource: serde_json::Map<String, serde_json::Value>,
+    summary: Option<SummaryMode>,
+    elements: &[String],
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::Value;
+    let summary =
+        summary.filter(|m| matches!(m, SummaryMode::True | SummaryMode::Text | SummaryMode::Data));
+    if elements.is_empty() && summary.is_none() {
+        return None;
+    }
+    let keep = |k: &str| -> bool {
+        if matches!(k, "resourceType" | "id" | "meta") {
+            return true;
+        }
+        if !elements.is_empty() {
+            return elements.iter().any(|e| e == k);
+        }
+        match summary {
+            Some(SummaryMode::Text) => k == "text",
+            Some(SummaryMode::Data) => k != "text",
+            _ => true,
+        }
+    };
+    let mut reduced: serde_json::Map<String, Value> =
+        resource.into_iter().filter(|(k, _)| keep(k)).collect();
+    if elements.is_empty() && summary == Some(SummaryMode::True) {
+        super::definitions::retain_summary(resource_type, &mut reduced);
+    }
+    let meta = reduced
+        .entry("meta")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if let Value::Object(m) = meta {
+        let tags = m.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(t) = tags {
+            t.push(serde_json::json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}));
+        }
+    }
+    Some(reduced)
+}
+
 /// A parameter the server did not use, and why (reported in an OperationOutcome).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ignored {
@@ -268,27 +336,15 @@ pub fn parse(
                     _ => return err(format!("_total={value:?}: use none, estimate or accurate")),
                 }
             }
-            "_summary" => {
-                q.summary = Some(match value.as_str() {
-                    "true" => SummaryMode::True,
-                    "text" => SummaryMode::Text,
-                    "data" => SummaryMode::Data,
-                    "count" => SummaryMode::Count,
-                    "false" => SummaryMode::False,
-                    _ => {
-                        return err(format!(
-                            "_summary={value:?}: use true, text, data, count or false"
-                        ))
-                    }
-                })
-            }
-            "_elements" => q.elements.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_owned),
-            ),
+            "_summary" => match SummaryMode::parse(value) {
+                Some(mode) => q.summary = Some(mode),
+                None => {
+                    return err(format!(
+                        "_summary={value:?}: use true, text, data, count or false"
+                    ))
+                }
+            },
+            "_elements" => q.elements.extend(parse_elements(value)),
             "_sort" => {
                 for key in value.split(',').map(str::trim).filter(|k| !k.is_empty()) {
                     let (code, descending) = match key.strip_prefix('-') {

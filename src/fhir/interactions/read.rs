@@ -1,6 +1,8 @@
 //! read (`GET [type]/[id]`) and vread (`GET [type]/[id]/_history/[vid]`): stream reads, the
 //! stored bytes served as they are. `If-None-Match` and `If-Modified-Since` answer 304.
 
+use serde_json::Value;
+use sphere_domain::fhir::search_query::{parse_elements, subset, SummaryMode};
 use sphere_domain::fhir_rest::parse_etag;
 use sphere_domain::resource::is_valid_id;
 use warp::http::StatusCode;
@@ -95,7 +97,7 @@ fn answer(
     let (status, body) = if not_modified {
         (StatusCode::NOT_MODIFIED, Body::None)
     } else {
-        (StatusCode::OK, Body::Raw(version.body.clone()))
+        (StatusCode::OK, shaped(&version, request)?)
     };
     Ok(FhirResponse {
         status,
@@ -104,6 +106,39 @@ fn answer(
         last_modified_ms: Some(version.last_updated_ms),
         location: None,
     })
+}
+
+/// The stored resource, or the part `_summary` / `_elements` ask for.
+fn shaped(version: &StoredVersion, request: &FhirRequest) -> Result<Body, FhirError> {
+    let summary = match request.param("_summary") {
+        None => None,
+        Some(value) => match SummaryMode::parse(value) {
+            Some(SummaryMode::Count) | None => {
+                return Err(FhirError::BadRequest(format!(
+                    "_summary={value:?}: a read takes true, text, data or false"
+                )))
+            }
+            mode => mode,
+        },
+    };
+    let elements: Vec<String> = request
+        .query
+        .iter()
+        .filter(|(k, _)| k == "_elements")
+        .flat_map(|(_, v)| parse_elements(v))
+        .collect();
+    if summary.is_none() && elements.is_empty() {
+        return Ok(Body::Raw(version.body.clone()));
+    }
+    let Ok(Value::Object(resource)) = serde_json::from_slice::<Value>(&version.body) else {
+        return Err(FhirError::Internal("a stored resource is not JSON".into()));
+    };
+    Ok(
+        match subset(&version.resource_type, resource, summary, &elements) {
+            Some(part) => Body::Json(Value::Object(part)),
+            None => Body::Raw(version.body.clone()),
+        },
+    )
 }
 
 pub fn not_found(resource_type: &str, id: &str) -> FhirError {

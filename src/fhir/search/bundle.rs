@@ -7,9 +7,8 @@ use std::collections::HashSet;
 
 use base64::Engine;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
-use sphere_domain::fhir::definitions::retain_summary;
-use sphere_domain::fhir::search_query::{IncludeSpec, SearchQuery, SummaryMode, TotalMode};
+use serde_json::{json, Value};
+use sphere_domain::fhir::search_query::{subset, IncludeSpec, SearchQuery, SummaryMode, TotalMode};
 use sphere_domain::fhir::search_value::{self, RefTarget};
 use sphere_domain::fhir::{search_parameter, search_parameters, SearchParamType};
 use sphere_projections::search_index::{
@@ -356,14 +355,14 @@ fn write_resource(
     r: &StoredResource,
     q: &SearchQuery,
 ) -> Result<(), SearchError> {
-    let subset = !q.elements.is_empty()
+    let subsetting = !q.elements.is_empty()
         || matches!(
             q.summary,
             Some(SummaryMode::True | SummaryMode::Text | SummaryMode::Data)
         );
     let text = std::str::from_utf8(&r.json)
         .map_err(|e| SearchError::Internal(format!("stored resource is not UTF-8: {e}")))?;
-    if !subset {
+    if !subsetting {
         out.push_str(text);
         return Ok(());
     }
@@ -374,34 +373,10 @@ fn write_resource(
             "stored resource is not an object".into(),
         ));
     };
-    let keep = |k: &str| -> bool {
-        if matches!(k, "resourceType" | "id" | "meta") {
-            return true;
-        }
-        if !q.elements.is_empty() {
-            return q.elements.iter().any(|e| e == k);
-        }
-        match q.summary {
-            Some(SummaryMode::Text) => k == "text",
-            Some(SummaryMode::Data) => k != "text",
-            _ => true,
-        }
-    };
-    let mut reduced: Map<String, Value> = full.into_iter().filter(|(k, _)| keep(k)).collect();
-    if q.elements.is_empty() && q.summary == Some(SummaryMode::True) {
-        retain_summary(&r.resource_type, &mut reduced);
+    match subset(&r.resource_type, full, q.summary, &q.elements) {
+        Some(reduced) => out.push_str(&Value::Object(reduced).to_string()),
+        None => out.push_str(text),
     }
-    // Mark the subset, as FHIR requires (`SUBSETTED`).
-    let meta = reduced
-        .entry("meta")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(m) = meta {
-        let tags = m.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(t) = tags {
-            t.push(json!({"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}));
-        }
-    }
-    out.push_str(&Value::Object(reduced).to_string());
     Ok(())
 }
 
