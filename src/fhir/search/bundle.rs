@@ -31,7 +31,7 @@ pub struct SearchRequest {
     /// A system search (`GET [base]?_type=...`): the same parameters on the other types.
     /// `query` is the first type's and holds the result parameters.
     pub system: Option<Vec<SearchQuery>>,
-    /// Whether the access history records this request (then the result names the patients
+    /// Whether the access history records this request, set when it runs (then the result names the patients
     /// whose data it holds; working them out reads every returned resource).
     pub recorded: bool,
 }

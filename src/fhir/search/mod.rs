@@ -348,8 +348,14 @@ async fn search_type(
         compartment,
         access: ctx,
         system: None,
-        recorded: crate::audit::recording(),
+        recorded: false,
     };
+    execute(app, request).await
+}
+
+/// Runs `request` on a blocking thread and notes what it returned for the access history.
+async fn execute(app: &App, mut request: SearchRequest) -> Result<Bytes, SearchError> {
+    request.recorded = crate::audit::recording();
     let index = app.search.clone();
     let found = tokio::task::spawn_blocking(move || bundle::execute(&index, &request))
         .await
@@ -491,19 +497,9 @@ async fn search_system(
         compartment: None,
         access: ctx,
         system: Some(others),
-        recorded: crate::audit::recording(),
+        recorded: false,
     };
-    let index = app.search.clone();
-    let found = tokio::task::spawn_blocking(move || bundle::execute(&index, &request))
-        .await
-        .map_err(|e| SearchError::Internal(e.to_string()))??;
-    crate::audit::note(|n| {
-        n.ids = found.ids;
-        for p in &found.patients {
-            n.patient(p);
-        }
-    });
-    Ok(found.body)
+    execute(app, request).await
 }
 
 /// The ids of `resource_type` resources matching `query` (a query string such as
