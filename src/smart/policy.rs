@@ -62,7 +62,32 @@ pub fn in_compartment(resource: &Value, patient: &str) -> bool {
     walk(resource, &wanted)
 }
 
+/// How a grant depends on the content of each resource.
+struct GrantShape {
+    /// Patient scopes only, on a type of the patient compartment: confined to the patient.
+    compartment: bool,
+    /// Granular queries, or patient and user/system scopes together: each resource decides.
+    per_resource: bool,
+}
+
 impl SmartPolicy {
+    /// The shape of what the scopes grant for `interaction` on `resource_type`; `None` when
+    /// they grant nothing (or the interaction needs no scope).
+    fn shape(&self, interaction: Interaction, resource_type: &str) -> Option<GrantShape> {
+        let wanted = scope_interaction(interaction)?;
+        match self.scopes.decide(resource_type, wanted) {
+            Decision::Deny => None,
+            Decision::Allow {
+                patient_only,
+                filters,
+            } => Some(GrantShape {
+                compartment: patient_only
+                    && sphere_domain::fhir::compartment::in_patient_compartment(resource_type),
+                per_resource: filters.is_some() || self.mixes_contexts(resource_type, wanted),
+            }),
+        }
+    }
+
     /// The scopes granting `wanted` on `resource_type`.
     fn granting<'a>(
         &'a self,
@@ -173,38 +198,22 @@ impl AccessPolicy for SmartPolicy {
     }
 
     fn patient_only(&self, interaction: Interaction, resource_type: &str) -> bool {
-        let Some(wanted) = scope_interaction(interaction) else {
-            return false;
-        };
-        matches!(
-            self.scopes.decide(resource_type, wanted),
-            Decision::Allow {
-                patient_only: true,
-                ..
-            }
-        ) && sphere_domain::fhir::compartment::in_patient_compartment(resource_type)
+        self.shape(interaction, resource_type)
+            .is_some_and(|shape| shape.compartment)
     }
 
     fn checks_content(&self, interaction: Interaction, resource_type: &str) -> bool {
-        let Some(wanted) = scope_interaction(interaction) else {
-            return false;
-        };
-        match self.scopes.decide(resource_type, wanted) {
+        match self.shape(interaction, resource_type) {
             // Nothing of the type is visible: the check refuses each resource.
-            Decision::Deny => true,
-            Decision::Allow {
-                patient_only,
-                filters,
-            } => {
-                filters.is_some()
-                    || self.mixes_contexts(resource_type, wanted)
+            None => scope_interaction(interaction).is_some(),
+            Some(shape) => {
+                shape.per_resource
                     // Patient scopes without a patient in context confine no search to a
                     // compartment: each resource is then refused by the check. And the index
                     // puts a Patient in the compartment of every patient its `link` names,
                     // where the check admits the patient's own resource only.
-                    || (patient_only
-                        && (self.patient.is_none() || resource_type == "Patient")
-                        && sphere_domain::fhir::compartment::in_patient_compartment(resource_type))
+                    || (shape.compartment
+                        && (self.patient.is_none() || resource_type == "Patient"))
             }
         }
     }
@@ -227,22 +236,9 @@ impl AccessPolicy for SmartPolicy {
     }
 
     fn checks_each_resource(&self, interaction: Interaction, resource_type: &str) -> bool {
-        let Some(wanted) = scope_interaction(interaction) else {
-            return false;
-        };
-        match self.scopes.decide(resource_type, wanted) {
-            // Denied as a whole: the type-level check refuses before any resource is read.
-            Decision::Deny => false,
-            Decision::Allow {
-                patient_only,
-                filters,
-            } => {
-                filters.is_some()
-                    || self.mixes_contexts(resource_type, wanted)
-                    || (patient_only
-                        && sphere_domain::fhir::compartment::in_patient_compartment(resource_type))
-            }
-        }
+        // Denied as a whole: the type-level check refuses before any resource is read.
+        self.shape(interaction, resource_type)
+            .is_some_and(|shape| shape.per_resource || shape.compartment)
     }
 }
 
