@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, params_from_iter, types::Value as SqlValue, Connection, OpenFlags};
+use rusqlite::{params, params_from_iter, types::Value as SqlValue, Connection};
 use sphere_domain::audit::{type_and_subtype, AccessRecord, ACCESS_RECORDED, AUDIT_CATEGORY};
 use sphere_domain::envelope::{EventFilter, Position, RecordedEvent};
 
@@ -90,22 +90,8 @@ fn storage(e: impl std::fmt::Display) -> ProjectionError {
 }
 
 fn connect(path: &Path, read_only: bool) -> Result<Connection, ProjectionError> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let conn = Connection::open_with_flags(path, flags).map_err(storage)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(storage)?;
-    // Cached statements with a bound `LIMIT ?` are otherwise prepared again at every use.
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )
-    .map_err(storage)?;
+    let conn =
+        crate::sqlite::open(path, read_only, std::time::Duration::from_secs(5)).map_err(storage)?;
     if !read_only {
         // The log is the source of truth: a commit lost in a power cut is replayed from the
         // checkpoint, which is lost with it. WAL keeps rows and checkpoint consistent.

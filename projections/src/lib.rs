@@ -7,6 +7,7 @@
 
 pub mod audit_view;
 pub mod search_index;
+pub mod sqlite;
 pub mod stats;
 pub mod token_status;
 

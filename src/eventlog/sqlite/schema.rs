@@ -1,8 +1,9 @@
 //! The embedded log's tables and connection settings.
 
 use std::path::Path;
+use std::time::Duration;
 
-use rusqlite::{config::DbConfig, Connection, OpenFlags};
+use rusqlite::Connection;
 
 use crate::eventlog::EventLogError;
 
@@ -45,22 +46,7 @@ pub fn database_path(dir: &Path) -> std::path::PathBuf {
 /// through mmap anyway. `busy_timeout` lets a second
 /// process (a CLI import while the server runs) wait for the write lock instead of failing.
 pub fn connect(path: &Path, read_only: bool) -> Result<Connection, EventLogError> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))
-        .map_err(|e| open_error(path, e))?;
-    // Without the query planner stability guarantee, the bundled SQLite (3.50, STAT4) compiles
-    // a cached statement again at every new binding of a value that "might influence the plan":
-    // a bound `LIMIT ?` on every read, `WHERE stream = ?1` on every write (a sixth of a read's
-    // and 7% of an import's CPU in profiles). The log's queries have one right plan whatever
-    // the values, so the guarantee costs nothing.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+    let conn = sphere_projections::sqlite::open(path, read_only, Duration::from_secs(30))
         .map_err(|e| open_error(path, e))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
