@@ -291,27 +291,28 @@ pub async fn all_is_ordered_by_commit(h: &dyn Harness) {
     assert_eq!(n_of(&rest[0]), 7);
 }
 
+/// Appends `n` events of type A to streams of category `a` and `n` of type B to `b`,
+/// alternating, one stream per event.
+async fn append_interleaved(log: &dyn EventLog, a: &str, b: &str, n: usize) {
+    for i in 0..n {
+        for (category, kind) in [(a, "A"), (b, "B")] {
+            log.append(
+                &format!("{category}-{i}"),
+                ExpectedRevision::Any,
+                vec![event(kind, i)],
+            )
+            .await
+            .unwrap();
+        }
+    }
+}
+
 pub async fn category_read_returns_only_that_category(h: &dyn Harness) {
     let log = h.open().await;
     let start = log.head().await.unwrap();
     let a = fresh_category("cata");
     let b = fresh_category("catb");
-    for i in 0..5 {
-        log.append(
-            &format!("{a}-{i}"),
-            ExpectedRevision::Any,
-            vec![event("A", i)],
-        )
-        .await
-        .unwrap();
-        log.append(
-            &format!("{b}-{i}"),
-            ExpectedRevision::Any,
-            vec![event("B", i)],
-        )
-        .await
-        .unwrap();
-    }
+    append_interleaved(log.as_ref(), &a, &b, 5).await;
     let read = log.read_category(&a, start, 100).await.unwrap();
     assert_eq!(read.len(), 5);
     assert!(read
@@ -329,22 +330,7 @@ pub async fn all_reads_backwards_newest_first_with_filters(h: &dyn Harness) {
     let log = h.open().await;
     let a = fresh_category("backa");
     let b = fresh_category("backb");
-    for i in 0..7 {
-        log.append(
-            &format!("{a}-{i}"),
-            ExpectedRevision::Any,
-            vec![event("A", i)],
-        )
-        .await
-        .unwrap();
-        log.append(
-            &format!("{b}-{i}"),
-            ExpectedRevision::Any,
-            vec![event("B", i)],
-        )
-        .await
-        .unwrap();
-    }
+    append_interleaved(log.as_ref(), &a, &b, 7).await;
     // From the newest: the last three of category a, newest first.
     let only_a = EventFilter::categories([a.as_str()]);
     let newest = log.read_all_backwards(None, &only_a, 3).await.unwrap();
