@@ -131,17 +131,9 @@ impl<'a> Browser<'a> {
             .unwrap()
             .to_owned()
     }
-    /// The URL once the browser has navigated to one starting with `prefix` (a click returns
-    /// before the navigation it starts has finished); the last URL after 15 s.
+    /// The URL once the browser has navigated to one starting with `prefix`.
     async fn url_starting_with(&self, prefix: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let url = self.url().await;
-            if url.starts_with(prefix) || std::time::Instant::now() > deadline {
-                return url;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        settled(|| self.url(), |url| url.starts_with(prefix)).await
     }
     async fn find(&self, css: &str) -> String {
         let v = self
@@ -174,17 +166,9 @@ impl<'a> Browser<'a> {
             )
             .await;
     }
-    /// The page source once it contains `text` (a click does not wait for the navigation it
-    /// starts), or as it is after 15 s.
+    /// The page source once it contains `text`.
     async fn source_containing(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let source = self.source().await;
-            if source.contains(text) || std::time::Instant::now() > deadline {
-                return source;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        settled(|| self.source(), |source| source.contains(text)).await
     }
     async fn source(&self) -> String {
         self.driver
@@ -197,6 +181,22 @@ impl<'a> Browser<'a> {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+}
+
+/// What `read` gives once `done` accepts it (a click returns before the navigation it starts
+/// has finished), or whatever it gives after 15 s.
+async fn settled<F: std::future::Future<Output = String>>(
+    read: impl Fn() -> F,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let value = read().await;
+        if done(&value) || std::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
