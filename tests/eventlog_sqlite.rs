@@ -228,3 +228,61 @@ async fn a_large_commit_reaches_subscriptions_without_being_kept_in_the_feed() {
     let stored = log.read_all(None, &EventFilter::all(), 100).await.unwrap();
     assert_eq!(events, stored);
 }
+
+/// Reads that never pause (a busy server) used to keep the WAL from ever starting over: it
+/// grew with everything written since the start. The checkpointer now restarts it once it is
+/// long and wholly copied, so its size stays bounded however much is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wal_stays_bounded_under_continuous_reads_and_writes() {
+    use sphere::eventlog::{Direction, ExpectedRevision, NewEvent, StreamStart};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SqliteLog::open(dir.path()).unwrap());
+    log.append(
+        "Read-1",
+        ExpectedRevision::Any,
+        vec![NewEvent::new("Read", "{}")],
+    )
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (log, stop) = (log.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                log.read_stream("Read-1", Direction::Backwards, StreamStart::Origin, 1)
+                    .await
+                    .unwrap();
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let wal = dir.path().join("events.sqlite3-wal");
+    let body = format!(r#"{{"text":"{}"}}"#, "x".repeat(16 * 1024));
+    let mut written = 0usize;
+    let mut largest = 0u64;
+    // 160 MiB in commits of 128 KiB, with the readers running throughout.
+    for i in 0..1280 {
+        let events = (0..8).map(|_| NewEvent::new("Big", body.clone())).collect();
+        log.append(&format!("Big-{i}"), ExpectedRevision::Any, events)
+            .await
+            .unwrap();
+        written += 8 * body.len();
+        largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut reads = 0;
+    for r in readers {
+        reads += r.await.unwrap();
+    }
+    assert!(reads > 1000, "the readers ran throughout ({reads} reads)");
+    assert!(
+        largest < 80 * 1024 * 1024,
+        "the WAL reached {} MiB after {} MiB written",
+        largest >> 20,
+        written >> 20
+    );
+}

@@ -277,7 +277,11 @@ fn start_checkpointer(inner: std::sync::Weak<Inner>) -> Result<(), EventLogError
 fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let frames = |mode: &str| {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })
     };
     let (_, logged, copied) = frames("PASSIVE")?;
