@@ -95,8 +95,15 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, ProjectionError> 
     if !read_only {
         // The log is the source of truth: a commit lost in a power cut is replayed from the
         // checkpoint, which is lost with it. WAL keeps rows and checkpoint consistent.
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(storage)?;
+        // The view's pages (mostly the patient and agent keys, spread over the whole index)
+        // stay in a cache of their own between commits instead of being read again, and the
+        // WAL is folded back every 32 MiB rather than every 4: a key page written in many
+        // commits is copied to the database file once per checkpoint.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 8192;",
+        )
+        .map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
     }
     Ok(conn)
@@ -380,6 +387,8 @@ impl Projection for AuditViewProjection {
             let mut key = tx
                 .prepare_cached("INSERT OR IGNORE INTO entry_keys (key, position) VALUES (?1, ?2)")
                 .map_err(storage)?;
+            // Keys in index order: each commit walks the key index once, front to back.
+            let mut keys: Vec<(String, i64)> = Vec::with_capacity(self.pending.len() * 3);
             for (at, id, data, record) in &self.pending {
                 let at = at.0 as i64;
                 let ((ts, tc), (ss, sc)) = type_and_subtype(record);
@@ -395,12 +404,17 @@ impl Projection for AuditViewProjection {
                         &data[..]
                     ])
                     .map_err(storage)?;
-                for p in &record.patients {
-                    key.execute(params![patient_key(p), at]).map_err(storage)?;
-                }
-                for a in [&record.client_id, &record.user].into_iter().flatten() {
-                    key.execute(params![agent_key(a), at]).map_err(storage)?;
-                }
+                keys.extend(record.patients.iter().map(|p| (patient_key(p), at)));
+                keys.extend(
+                    [&record.client_id, &record.user]
+                        .into_iter()
+                        .flatten()
+                        .map(|a| (agent_key(a), at)),
+                );
+            }
+            keys.sort_unstable();
+            for (k, at) in &keys {
+                key.execute(params![k, at]).map_err(storage)?;
             }
             tx.prepare_cached(
                 "INSERT INTO checkpoint (id, position) VALUES (0, ?1)
