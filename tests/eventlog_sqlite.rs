@@ -279,8 +279,11 @@ async fn the_wal_stays_bounded_under_continuous_reads_and_writes() {
         reads += r.await.unwrap();
     }
     assert!(reads > 1000, "the readers ran throughout ({reads} reads)");
+    // Without the restart the WAL holds everything written and more (203 MiB here); with
+    // it, it is rewound every few checkpoint rounds (30-90 MiB, depending on how much CPU the
+    // checkpointer gets while the writes run).
     assert!(
-        largest < 80 * 1024 * 1024,
+        largest < (written as u64) * 3 / 4,
         "the WAL reached {} MiB after {} MiB written",
         largest >> 20,
         written >> 20
