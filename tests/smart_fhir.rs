@@ -839,3 +839,83 @@ async fn a_patient_grant_does_not_count_another_patient_that_links_to_its_own() 
     assert_eq!(bundle["total"], 1, "{bundle}");
     assert_eq!(entry_ids(&bundle), ["Patient/p1"]);
 }
+
+/// `Type/id/versionId` of a history Bundle's entries, in order.
+fn history_versions(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| {
+                    let r = &e["resource"];
+                    format!(
+                        "{}/{}/{}",
+                        r["resourceType"].as_str().unwrap_or_default(),
+                        r["id"].as_str().unwrap_or_default(),
+                        r["meta"]["versionId"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn history_pages_hold_only_versions_the_grant_may_see_and_end_with_the_last_of_them() {
+    let server = Server::start();
+    let backend = seed(&server).await;
+    let writer = backend.token(&server, "system/*.cruds").await;
+    // lab1: version 1 laboratory, 2 vital signs, 3 laboratory; vital1: two vital-sign versions.
+    put(&server, &writer, observation("lab1", "p1", "vital-signs")).await;
+    put(&server, &writer, observation("lab1", "p1", "laboratory")).await;
+    let mut amended = observation("vital1", "p1", "vital-signs");
+    amended["status"] = json!("amended");
+    put(&server, &writer, amended).await;
+    let token = backend
+        .token(&server, &format!("system/Observation.rs?category={LAB}"))
+        .await;
+
+    // Instance history skips the hidden version 2 instead of showing an empty page.
+    let first = search(
+        &server,
+        "/fhir/r4/Observation/lab1/_history?_count=1",
+        &token,
+    )
+    .await;
+    assert_eq!(history_versions(&first), ["Observation/lab1/3"]);
+    let second = search(&server, &next_link(&first).expect("a second page"), &token).await;
+    assert_eq!(
+        history_versions(&second),
+        ["Observation/lab1/1"],
+        "{second}"
+    );
+    assert_eq!(next_link(&second), None, "nothing visible after version 1");
+
+    // A resource none of whose versions the grant may see: no page tells that more exist.
+    let hidden = search(
+        &server,
+        "/fhir/r4/Observation/vital1/_history?_count=1",
+        &token,
+    )
+    .await;
+    assert!(history_versions(&hidden).is_empty(), "{hidden}");
+    assert_eq!(next_link(&hidden), None, "{hidden}");
+
+    // Type history pages through the visible versions only, newest first.
+    let first = search(&server, "/fhir/r4/Observation/_history?_count=2", &token).await;
+    assert_eq!(
+        history_versions(&first),
+        ["Observation/lab1/3", "Observation/lab2/1"]
+    );
+    let second = search(&server, &next_link(&first).expect("a second page"), &token).await;
+    assert_eq!(
+        history_versions(&second),
+        ["Observation/lab1/1"],
+        "{second}"
+    );
+    assert_eq!(next_link(&second), None, "nothing visible after lab1/1");
+
+    // The writer, who sees everything, still gets every version.
+    let all = search(&server, "/fhir/r4/Observation/_history?_count=100", &writer).await;
+    assert_eq!(history_versions(&all).len(), 6, "{all}");
+}

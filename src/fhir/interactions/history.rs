@@ -45,42 +45,20 @@ pub async fn history(
     let at = time_param(request, "_at")?;
     let base = app.config.fhir_base_url();
     let (versions, next) = match (resource_type, id) {
-        (Some(t), Some(id)) => instance(app, t, id, request, count, since, at).await?,
+        (Some(t), Some(id)) => instance(app, ctx, t, id, request, count, since, at).await?,
         _ => {
             if at.is_some() {
                 return Err(FhirError::BadRequest(
                     "_at is supported on instance history only".into(),
                 ));
             }
-            log_level(app, resource_type, request, count, since).await?
+            log_level(app, ctx, resource_type, request, count, since).await?
         }
     };
-    let mut entries = Vec::with_capacity(versions.len());
-    for v in &versions {
-        // The type first (system history spans types), then the content when the grant
-        // depends on it (patient compartment, granular scopes).
-        if ctx
-            .check(Interaction::Read, Some(&v.resource_type), None)
-            .is_err()
-        {
-            continue;
-        }
-        if ctx.checks_each_resource(Interaction::Read, &v.resource_type) {
-            if v.deleted {
-                // No content to prove whose it was: not shown to a content-scoped grant.
-                continue;
-            }
-            let resource: Value = serde_json::from_slice(&v.body)
-                .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
-            if ctx
-                .check(Interaction::Read, Some(&v.resource_type), Some(&resource))
-                .is_err()
-            {
-                continue;
-            }
-        }
-        entries.push(entry(&base, v)?);
-    }
+    let entries = versions
+        .iter()
+        .map(|v| entry(&base, v))
+        .collect::<Result<Vec<_>, _>>()?;
     let path = match (resource_type, id) {
         (Some(t), Some(id)) => format!("{base}/{t}/{id}/_history"),
         (Some(t), None) => format!("{base}/{t}/_history"),
@@ -129,9 +107,85 @@ fn time_param(request: &FhirRequest, name: &str) -> Result<Option<i64>, FhirErro
     }
 }
 
+/// Whether the grant may see `v`: its type first (system history spans types), then its
+/// content when the grant depends on it (patient compartment, granular scopes).
+fn visible(ctx: &AccessContext, v: &StoredVersion) -> Result<bool, FhirError> {
+    if ctx
+        .check(Interaction::Read, Some(&v.resource_type), None)
+        .is_err()
+    {
+        return Ok(false);
+    }
+    if !ctx.checks_each_resource(Interaction::Read, &v.resource_type) {
+        return Ok(true);
+    }
+    if v.deleted {
+        // No content to prove whose it was: not shown to a content-scoped grant.
+        return Ok(false);
+    }
+    let resource: Value = serde_json::from_slice(&v.body)
+        .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
+    Ok(ctx
+        .check(Interaction::Read, Some(&v.resource_type), Some(&resource))
+        .is_ok())
+}
+
+/// Most versions a page looks at while filling itself with versions the grant may see.
+/// A sparse grant (one patient's resources in the whole log) ends a page there, with a
+/// `next` link to go on from where it stopped.
+const SCAN_BUDGET: usize = 10_000;
+
+/// Versions are read in batches of at least this many.
+const SCAN_BATCH: usize = 256;
+
+/// Fills a page with the versions the grant may see, newest first. A `next` cursor is given
+/// only when a further visible version exists (so paging does not tell a grant that versions
+/// it may not see exist), or when the scan budget ran out before the page was full.
+struct Page {
+    count: usize,
+    shown: Vec<StoredVersion>,
+    scanned: usize,
+}
+
+enum Fill {
+    /// The page is full and one more visible version exists: its place.
+    Full(StoredVersion),
+    /// The scan budget is spent.
+    Budget,
+    /// Keep reading.
+    More,
+}
+
+impl Page {
+    fn new(count: usize) -> Self {
+        Self {
+            count,
+            shown: Vec::with_capacity(count.min(SCAN_BATCH)),
+            scanned: 0,
+        }
+    }
+
+    fn offer(&mut self, ctx: &AccessContext, v: StoredVersion) -> Result<Fill, FhirError> {
+        self.scanned += 1;
+        if visible(ctx, &v)? {
+            if self.shown.len() == self.count {
+                return Ok(Fill::Full(v));
+            }
+            self.shown.push(v);
+        }
+        Ok(if self.scanned >= SCAN_BUDGET {
+            Fill::Budget
+        } else {
+            Fill::More
+        })
+    }
+}
+
 /// Newest first; the `_page` cursor is the revision to continue from (inclusive).
+#[allow(clippy::too_many_arguments)]
 async fn instance(
     app: &App,
+    ctx: &AccessContext,
     resource_type: &str,
     id: &str,
     request: &FhirRequest,
@@ -142,51 +196,57 @@ async fn instance(
     if !is_valid_id(id) {
         return Err(super::read::not_found(resource_type, id));
     }
-    let start = match request.param("_page") {
+    let mut start = match request.param("_page") {
         Some(p) => StreamStart::Revision(p.parse().map_err(|_| {
             FhirError::BadRequest("_page is not a cursor this server issued".into())
         })?),
         None => StreamStart::Origin,
     };
     let stream = sphere_domain::resource::stream_name(resource_type, id);
-    // One more than asked tells whether a next page exists.
-    let events = app
-        .log
-        .read_stream(
-            &stream,
-            Direction::Backwards,
-            start,
-            count.saturating_add(1),
-        )
-        .await?;
-    if events.is_empty() && start == StreamStart::Origin {
-        return Err(super::read::not_found(resource_type, id));
-    }
-    let mut versions: Vec<StoredVersion> = events
-        .into_iter()
-        .filter_map(StoredVersion::from_event)
-        .collect();
-    if let Some(at) = at {
-        // The one version in effect at `at`: the newest written at or before it.
-        let found = versions.into_iter().find(|v| v.last_updated_ms <= at);
-        return Ok((found.into_iter().collect(), None));
-    }
-    let mut next = None;
-    if versions.len() > count {
-        versions.truncate(count);
-        next = versions
-            .last()
-            .and_then(|v| v.revision.checked_sub(1))
-            .map(|r| r.to_string());
-    }
-    if let Some(since) = since {
-        let before = versions.len();
-        versions.retain(|v| v.last_updated_ms >= since);
-        if versions.len() < before {
-            next = None;
+    let mut page = Page::new(count);
+    let mut first = true;
+    // A version older than `_since` is left out, and the history ends with this page.
+    let mut ended = false;
+    loop {
+        let batch = count.saturating_add(1).clamp(SCAN_BATCH, MAX_COUNT + 1);
+        let events = app
+            .log
+            .read_stream(&stream, Direction::Backwards, start, batch)
+            .await?;
+        if first && events.is_empty() && start == StreamStart::Origin {
+            return Err(super::read::not_found(resource_type, id));
+        }
+        first = false;
+        let exhausted = events.len() < batch;
+        let mut oldest = None;
+        for v in events.into_iter().filter_map(StoredVersion::from_event) {
+            oldest = Some(v.revision);
+            if let Some(at) = at {
+                // The one version in effect at `at`: the newest written at or before it.
+                if v.last_updated_ms <= at {
+                    let shown = if visible(ctx, &v)? { vec![v] } else { vec![] };
+                    return Ok((shown, None));
+                }
+                continue;
+            }
+            if since.is_some_and(|since| v.last_updated_ms < since) {
+                ended = true;
+                continue;
+            }
+            let next = match page.offer(ctx, v)? {
+                Fill::Full(next) if count > 0 => Some(next.revision),
+                Fill::Full(_) => None,
+                Fill::Budget => oldest.and_then(|r| r.checked_sub(1)),
+                Fill::More => continue,
+            };
+            let next = next.filter(|_| !ended);
+            return Ok((page.shown, next.map(|r| r.to_string())));
+        }
+        match oldest.and_then(|r| r.checked_sub(1)) {
+            Some(r) if !exhausted => start = StreamStart::Revision(r),
+            _ => return Ok((page.shown, None)),
         }
     }
-    Ok((versions, next))
 }
 
 /// Newest first, by log position read backwards; the `_page` cursor is the position the page
@@ -194,6 +254,7 @@ async fn instance(
 /// continue. `_since` ends the history at the first version older than the instant.
 async fn log_level(
     app: &App,
+    ctx: &AccessContext,
     resource_type: Option<&str>,
     request: &FhirRequest,
     count: usize,
@@ -206,35 +267,42 @@ async fn log_level(
         event_types: RESOURCE_EVENTS.map(String::from).to_vec(),
         ..EventFilter::default()
     };
-    let before = match request.param("_page") {
+    let mut before = match request.param("_page") {
         Some(p) => Some(Position(p.parse().map_err(|_| {
             FhirError::BadRequest("_page is not a cursor this server issued".into())
         })?)),
         None => None,
     };
-    let events = app
-        .log
-        .read_all_backwards(before, &filter, count.saturating_add(1))
-        .await?;
-    let mut versions: Vec<StoredVersion> = Vec::with_capacity(events.len());
-    let mut older_than_since = false;
-    for event in events {
-        if since.is_some_and(|since| store_time(&event) < since) {
-            older_than_since = true;
-            break;
+    let mut page = Page::new(count);
+    loop {
+        let batch = count.saturating_add(1).clamp(SCAN_BATCH, MAX_COUNT + 1);
+        let events = app.log.read_all_backwards(before, &filter, batch).await?;
+        let exhausted = events.len() < batch;
+        for event in events {
+            if since.is_some_and(|since| store_time(&event) < since) {
+                return Ok((page.shown, None));
+            }
+            before = Some(event.position);
+            if !is_resource_event(&event.event_type) {
+                continue;
+            }
+            let Some(v) = StoredVersion::from_event(event) else {
+                continue;
+            };
+            match page.offer(ctx, v)? {
+                // The next page reads strictly before the last version shown.
+                Fill::Full(_) => {
+                    let next = page.shown.last().map(|v| v.position.0.to_string());
+                    return Ok((page.shown, next));
+                }
+                Fill::Budget => return Ok((page.shown, before.map(|p| p.0.to_string()))),
+                Fill::More => {}
+            }
         }
-        if is_resource_event(&event.event_type) {
-            versions.extend(StoredVersion::from_event(event));
+        if exhausted {
+            return Ok((page.shown, None));
         }
     }
-    let mut next = None;
-    if versions.len() > count {
-        versions.truncate(count);
-        if !older_than_since {
-            next = versions.last().map(|v| v.position.0.to_string());
-        }
-    }
-    Ok((versions, next))
 }
 
 fn store_time(event: &crate::eventlog::RecordedEvent) -> i64 {
