@@ -228,7 +228,7 @@ fn scenario(audit: bool, seconds: u64, connections: usize) -> f64 {
         // Warm-up of one second is part of the run but excluded from nothing: keep it simple
         // and long enough that it does not matter.
         let started = Instant::now();
-        println!("read by id: {connections} clients ready, reading for {seconds} s");
+        println!("reading: {connections} clients started, clock running for {seconds} s");
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();

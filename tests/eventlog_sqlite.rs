@@ -279,6 +279,7 @@ async fn the_wal_stays_bounded_under_continuous_reads_and_writes() {
         reads += r.await.unwrap();
     }
     assert!(reads > 1000, "the readers ran throughout ({reads} reads)");
+    assert!(largest > 0, "the WAL file was found at {}", wal.display());
     // Without the restart the WAL holds everything written and more (203 MiB here); with
     // it, it is rewound every few checkpoint rounds (30-90 MiB, depending on how much CPU the
     // checkpointer gets while the writes run).

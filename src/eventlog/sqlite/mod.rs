@@ -72,7 +72,9 @@ impl SqliteLog {
         // Checkpoints move WAL pages into the database file and fsync it; done on the
         // writer's thread they stall every append behind them, so a thread of their own
         // does them instead.
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+        // `journal_size_limit` acts on the connection that writes the first frame after the
+        // WAL starts over (this one): the file is cut back to 64 MiB then.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")
             .map_err(|e| schema::open_error(&path, e))?;
         let head_now = reader::head(&conn)?.map(|p| p.0).unwrap_or(0);
         let (head, _) = watch::channel(head_now);
@@ -234,8 +236,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 const RESTART_FRAMES: i64 = 4096;
 
 /// Longest a restart waits for the writer and for readers of older snapshots; past it the
-/// restart is tried again on the next round.
-const RESTART_WAIT: Duration = Duration::from_millis(250);
+/// restart is tried again on the next round. Appends wait while a restart holds the write
+/// lock, so this is short: reads of one snapshot take well under a millisecond.
+const RESTART_WAIT: Duration = Duration::from_millis(10);
 
 /// Keeps the WAL short while the server runs.
 ///
@@ -255,7 +258,6 @@ fn start_checkpointer(inner: std::sync::Weak<Inner>) -> Result<(), EventLogError
     };
     let conn = schema::connect(&path, false)?;
     conn.busy_timeout(RESTART_WAIT)
-        .and_then(|_| conn.execute_batch("PRAGMA journal_size_limit = 67108864;"))
         .map_err(|e| schema::open_error(&path, e))?;
     std::thread::Builder::new()
         .name("sphere-log-checkpoint".into())
@@ -273,8 +275,13 @@ fn start_checkpointer(inner: std::sync::Weak<Inner>) -> Result<(), EventLogError
 }
 
 /// One checkpoint round: PASSIVE (never blocks the writer or readers), then RESTART when the
-/// WAL is long and wholly copied. A restart that cannot finish in time is not an error.
+/// WAL is long and wholly copied. A restart that cannot finish in time (SQLite answers "busy"
+/// in its first column, not with an error) is tried again next round; only a run of them is
+/// worth a warning, since the WAL grows meanwhile.
 fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    thread_local! {
+        static BUSY_RESTARTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
     let frames = |mode: &str| {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             Ok((
@@ -286,10 +293,17 @@ fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     };
     let (_, logged, copied) = frames("PASSIVE")?;
     if logged >= RESTART_FRAMES && copied == logged {
-        match frames("RESTART") {
-            Ok(_) => {}
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {}
-            Err(e) => return Err(e),
+        let (busy, _, _) = frames("RESTART")?;
+        let run = BUSY_RESTARTS.with(|n| {
+            n.set(if busy == 0 { 0 } else { n.get() + 1 });
+            n.get()
+        });
+        if run > 0 && run.is_multiple_of(20) {
+            tracing::warn!(
+                wal_frames = logged,
+                rounds = run,
+                "the WAL could not start over: readers stayed on old snapshots"
+            );
         }
     }
     Ok(())

@@ -205,10 +205,9 @@ async fn instance(
     let stream = sphere_domain::resource::stream_name(resource_type, id);
     let mut page = Page::new(count);
     let mut first = true;
-    // A version older than `_since` is left out, and the history ends with this page.
-    let mut ended = false;
+    // The first read is what an unrestricted grant needs; later ones larger.
+    let mut batch = count.saturating_add(1);
     loop {
-        let batch = count.saturating_add(1).clamp(SCAN_BATCH, MAX_COUNT + 1);
         let events = app
             .log
             .read_stream(&stream, Direction::Backwards, start, batch)
@@ -216,8 +215,12 @@ async fn instance(
         if first && events.is_empty() && start == StreamStart::Origin {
             return Err(super::read::not_found(resource_type, id));
         }
+        if first && count == 0 && at.is_none() {
+            return Ok((Vec::new(), None));
+        }
         first = false;
         let exhausted = events.len() < batch;
+        batch = batch.max(SCAN_BATCH);
         let mut oldest = None;
         for v in events.into_iter().filter_map(StoredVersion::from_event) {
             oldest = Some(v.revision);
@@ -229,18 +232,20 @@ async fn instance(
                 }
                 continue;
             }
+            // Versions of one stream are newest first in time too: the first one older
+            // than `_since` ends the history.
             if since.is_some_and(|since| v.last_updated_ms < since) {
-                ended = true;
-                continue;
+                return Ok((page.shown, None));
             }
             let next = match page.offer(ctx, v)? {
-                Fill::Full(next) if count > 0 => Some(next.revision),
-                Fill::Full(_) => None,
-                Fill::Budget => oldest.and_then(|r| r.checked_sub(1)),
+                Fill::Full(next) => next.revision,
+                Fill::Budget => match oldest.and_then(|r| r.checked_sub(1)) {
+                    Some(r) => r,
+                    None => return Ok((page.shown, None)),
+                },
                 Fill::More => continue,
             };
-            let next = next.filter(|_| !ended);
-            return Ok((page.shown, next.map(|r| r.to_string())));
+            return Ok((page.shown, Some(next.to_string())));
         }
         match oldest.and_then(|r| r.checked_sub(1)) {
             Some(r) if !exhausted => start = StreamStart::Revision(r),
@@ -273,11 +278,16 @@ async fn log_level(
         })?)),
         None => None,
     };
+    if count == 0 {
+        return Ok((Vec::new(), None));
+    }
     let mut page = Page::new(count);
+    // The first read is what an unrestricted grant needs; later ones larger.
+    let mut batch = count.saturating_add(1);
     loop {
-        let batch = count.saturating_add(1).clamp(SCAN_BATCH, MAX_COUNT + 1);
         let events = app.log.read_all_backwards(before, &filter, batch).await?;
         let exhausted = events.len() < batch;
+        batch = batch.max(SCAN_BATCH);
         for event in events {
             if since.is_some_and(|since| store_time(&event) < since) {
                 return Ok((page.shown, None));
