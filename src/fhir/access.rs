@@ -235,6 +235,24 @@ impl AccessContext {
         }
     }
 
+    /// [`AccessContext::check`] of a stored resource (`body`, its JSON): parsed only when
+    /// the grant depends on content (patient compartment, granular scopes). A stored body
+    /// that is not JSON is an internal error, never a reason to allow.
+    pub fn check_stored(
+        &self,
+        interaction: Interaction,
+        resource_type: &str,
+        body: &[u8],
+    ) -> Result<(), super::outcome::FhirError> {
+        if !self.checks_each_resource(interaction, resource_type) {
+            return Ok(self.check(interaction, Some(resource_type), None)?);
+        }
+        let resource: Value = serde_json::from_slice(body).map_err(|_| {
+            super::outcome::FhirError::Internal("a stored resource is not JSON".into())
+        })?;
+        Ok(self.check(interaction, Some(resource_type), Some(&resource))?)
+    }
+
     /// May this context perform `interaction` on `resource_type` (and this `resource`, when
     /// known)? Handlers call this before reading or writing, and again with the resource once
     /// it is loaded.

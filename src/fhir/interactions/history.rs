@@ -110,24 +110,15 @@ fn time_param(request: &FhirRequest, name: &str) -> Result<Option<i64>, FhirErro
 /// Whether the grant may see `v`: its type first (system history spans types), then its
 /// content when the grant depends on it (patient compartment, granular scopes).
 fn visible(ctx: &AccessContext, v: &StoredVersion) -> Result<bool, FhirError> {
-    if ctx
-        .check(Interaction::Read, Some(&v.resource_type), None)
-        .is_err()
-    {
-        return Ok(false);
-    }
-    if !ctx.checks_each_resource(Interaction::Read, &v.resource_type) {
-        return Ok(true);
-    }
-    if v.deleted {
+    if v.deleted && ctx.checks_each_resource(Interaction::Read, &v.resource_type) {
         // No content to prove whose it was: not shown to a content-scoped grant.
         return Ok(false);
     }
-    let resource: Value = serde_json::from_slice(&v.body)
-        .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
-    Ok(ctx
-        .check(Interaction::Read, Some(&v.resource_type), Some(&resource))
-        .is_ok())
+    match ctx.check_stored(Interaction::Read, &v.resource_type, &v.body) {
+        Ok(()) => Ok(true),
+        Err(FhirError::Denied(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Most versions a page looks at while filling itself with versions the grant may see.

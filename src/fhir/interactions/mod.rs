@@ -165,9 +165,7 @@ pub async fn check_replaceable(
         return Ok(Some(ExpectedRevision::NoStream));
     };
     if !current.deleted {
-        let resource: Value = serde_json::from_slice(&current.body)
-            .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
-        ctx.check(Interaction::Update, Some(resource_type), Some(&resource))?;
+        ctx.check_stored(Interaction::Update, resource_type, &current.body)?;
     }
     Ok(Some(ExpectedRevision::Exact(current.revision)))
 }

@@ -71,12 +71,7 @@ fn answer(
             id: version.id,
         });
     }
-    if ctx.checks_each_resource(interaction, &version.resource_type) {
-        // The policy needs the resource itself (patient compartment, categories).
-        let resource = serde_json::from_slice(&version.body)
-            .map_err(|_| FhirError::Internal("a stored resource is not JSON".into()))?;
-        ctx.check(interaction, Some(&version.resource_type), Some(&resource))?;
-    }
+    ctx.check_stored(interaction, &version.resource_type, &version.body)?;
     crate::audit::note(|n| {
         for p in
             sphere_domain::audit::patients_in(&version.resource_type, &version.id, &version.body)

@@ -47,17 +47,9 @@ pub(super) fn allowed(
     resources
         .into_iter()
         .filter(|r| {
-            if !access.checks_each_resource(Interaction::SearchType, &r.resource_type) {
-                // Allowed for the whole type: no need to parse the resource.
-                return access
-                    .check(Interaction::SearchType, Some(&r.resource_type), None)
-                    .is_ok();
-            }
-            serde_json::from_slice::<Value>(&r.json).is_ok_and(|json| {
-                access
-                    .check(Interaction::SearchType, Some(&r.resource_type), Some(&json))
-                    .is_ok()
-            })
+            access
+                .check_stored(Interaction::SearchType, &r.resource_type, &r.json)
+                .is_ok()
         })
         .collect()
 }
