@@ -263,13 +263,16 @@ fn start_checkpointer(inner: std::sync::Weak<Inner>) -> Result<(), EventLogError
         .map_err(|e| schema::open_error(&path, e))?;
     std::thread::Builder::new()
         .name("sphere-log-checkpoint".into())
-        .spawn(move || loop {
-            std::thread::sleep(CHECKPOINT_EVERY);
-            if inner.upgrade().is_none() {
-                return;
-            }
-            if let Err(e) = checkpoint(&conn) {
-                tracing::warn!(error = %e, "WAL checkpoint failed");
+        .spawn(move || {
+            let mut busy_restarts = 0u32;
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if inner.upgrade().is_none() {
+                    return;
+                }
+                if let Err(e) = checkpoint(&conn, &mut busy_restarts) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
             }
         })
         .map_err(|e| EventLogError::Unavailable(format!("cannot start checkpointer: {e}")))?;
@@ -279,11 +282,8 @@ fn start_checkpointer(inner: std::sync::Weak<Inner>) -> Result<(), EventLogError
 /// One checkpoint round: PASSIVE (never blocks the writer or readers), then RESTART when the
 /// WAL is long and wholly copied. A restart that cannot finish in time (SQLite answers "busy"
 /// in its first column, not with an error) is tried again next round; only a run of them is
-/// worth a warning, since the WAL grows meanwhile.
-fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    thread_local! {
-        static BUSY_RESTARTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-    }
+/// worth a warning, since the WAL grows meanwhile (`busy_restarts` counts the run).
+fn checkpoint(conn: &rusqlite::Connection, busy_restarts: &mut u32) -> rusqlite::Result<()> {
     let frames = |mode: &str| {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             Ok((
@@ -296,14 +296,11 @@ fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let (_, logged, copied) = frames("PASSIVE")?;
     if logged >= RESTART_FRAMES && copied == logged {
         let (busy, _, _) = frames("RESTART")?;
-        let run = BUSY_RESTARTS.with(|n| {
-            n.set(if busy == 0 { 0 } else { n.get() + 1 });
-            n.get()
-        });
-        if run > 0 && run.is_multiple_of(20) {
+        *busy_restarts = if busy == 0 { 0 } else { *busy_restarts + 1 };
+        if *busy_restarts > 0 && busy_restarts.is_multiple_of(20) {
             tracing::warn!(
                 wal_frames = logged,
-                rounds = run,
+                rounds = *busy_restarts,
                 "the WAL could not start over: readers stayed on old snapshots"
             );
         }
